@@ -1,0 +1,1 @@
+"""agentmill's Prefect flows, one per file: the file name is the flow name."""

@@ -1,0 +1,24 @@
+"""run_phase: one phase of a build, as a subflow of build_app.
+
+Every phase subflow starts at once; inside, each agent waits only for its own
+dependencies (which may sit in an earlier phase's subflow), then the phase
+commits after the phase before it. Needs: an active build (run it via build_app).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from prefect import flow
+
+from tasks.dataflow import current_build
+from tasks.metrics import CommitRecord
+
+
+@flow(name="run_phase", flow_run_name="phase-{phase}", log_prints=True)
+async def run_phase(phase: str, roles: list[str]) -> CommitRecord | None:
+    """Run the phase's agents as their dependencies allow, then make the phase's commit."""
+    build = current_build()
+    results = await asyncio.gather(*(build.run_role(r) for r in roles), return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    return await build.finish_phase(phase, errors)

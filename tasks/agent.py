@@ -1,0 +1,240 @@
+"""The agent task: one Prefect task run per agent, with its tool loop inside.
+
+One task per agent (not per request or tool call) keeps orchestration cost
+near the floor. The task's only effect is its return value, an
+`AgentOutput` holding the files it wrote: that is what makes it cacheable
+across runs and workdirs, safe to run concurrently, and safe to re-run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from anthropic.types import Message
+from prefect import task
+from prefect.context import TaskRunContext
+from pydantic import BaseModel, Field
+
+from blocks.team import Role
+from tasks.llm import (
+    ModelRequest,
+    Provider,
+    RetryPolicy,
+    Usage,
+    cost_usd,
+    current_endpoint,
+    get_client,
+    stream_message,
+)
+from tasks.prompts import PROMPTS_VERSION, TOOLS, estimate_tokens, pointer_message, system_prompt
+from tasks.tools import AgentView, Limits, Submission, ToolError, call_tool
+from tasks.logs import run_logger
+
+
+# Bump to invalidate every cached agent output at once (e.g. after a change in
+# how outputs are built that the other key inputs do not capture).
+CACHE_KEY_VERSION = "agentmill-agent-v1"
+
+
+class AgentError(RuntimeError):
+    """An agent could not produce an output; the message names the agent and the cause."""
+
+
+class AgentSettings(BaseModel):
+    """Everything about how the model is called that changes what it returns."""
+
+    model: str
+    max_turns: int = 12
+    max_tokens: int = 8192
+    max_agent_tokens: int = 400_000
+    timeout_s: float = 300.0
+    max_file_bytes: int = 256_000
+    max_files: int = 50
+
+
+class AgentOutput(BaseModel):
+    """What an agent produced, and what it cost. `files` are applied at the phase commit."""
+
+    role: str
+    summary: str
+    decisions: list[str] = Field(default_factory=list)
+    files: dict[str, str] = Field(default_factory=dict)
+    next_steps: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    model: str
+    provider: Provider
+    cost_usd: float = 0.0
+    duration_s: float = 0.0
+    cache_key: str = ""
+
+    def digest(self) -> str:
+        """Hash of the content downstream agents can read; usage and timing excluded."""
+        content = self.model_dump(include={"role", "summary", "decisions", "files", "next_steps", "warnings"})
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+class AgentJob(BaseModel):
+    """One agent's inputs. Holds no secret and no client, so it can be a task parameter."""
+
+    role: Role
+    settings: AgentSettings
+    provider: Provider
+    idea: str
+    base_tree: str
+    workdir: str
+    upstream: list[AgentOutput] = Field(
+        default_factory=list, description="Outputs of the transitive dependencies, in topological order."
+    )
+
+    def cache_key(self) -> str:
+        """A hash of everything the output depends on, and of nothing else.
+
+        In: the role's instructions and prompt version (what it is asked), our
+        prompt and tool texts (`PROMPTS_VERSION`), provider, model id and
+        sampling settings (who answers and how), the idea, the base tree id and
+        the digests of the upstream outputs (everything it can read). Out: the
+        flow-run id (a new run must reuse work), the workdir path (a fresh
+        workdir restores from the cache), and any key or client (secrets and
+        process state have no place in a key that is stored and logged).
+        """
+        payload = {
+            "v": CACHE_KEY_VERSION,
+            "prompts": PROMPTS_VERSION,
+            "role": self.role.model_dump(include={"id", "title", "depends_on", "instructions", "prompt_version"}),
+            "provider": self.provider,
+            "settings": self.settings.model_dump(),
+            "idea": self.idea,
+            "base_tree": self.base_tree,
+            "upstream": {o.role: o.digest() for o in self.upstream},
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:40]
+
+    def brief(self) -> dict[str, Any]:
+        """The part of the manifest an agent reads: fixed for the build, so it is in the key."""
+        return {
+            "idea": self.idea,
+            "base_tree": self.base_tree,
+            "role": self.role.id,
+            "title": self.role.title,
+            "phase": self.role.phase,
+            "track": self.role.track,
+            "dependencies": self.role.depends_on,
+            "readable_outputs": [o.role for o in self.upstream],
+        }
+
+
+def _job_cache_key(_: TaskRunContext, parameters: dict[str, Any]) -> str:
+    job: AgentJob = parameters["job"]
+    return job.cache_key()
+
+
+@task(
+    name="agent",
+    task_run_name="{job.role.id}",
+    cache_key_fn=_job_cache_key,
+    persist_result=True,
+    retries=0,  # transient faults are retried per request in tasks.llm; see its docstring
+)
+async def run_agent(job: AgentJob) -> AgentOutput:
+    """Run one agent's tool loop to its `submit`, and return what it produced."""
+    return await run_tool_loop(job)
+
+
+async def run_tool_loop(job: AgentJob, policy: RetryPolicy | None = None) -> AgentOutput:
+    role, settings = job.role, job.settings
+    started = time.perf_counter()
+    client = get_client(current_endpoint(job.provider))
+    view = AgentView(
+        workdir=Path(job.workdir),
+        base_tree=job.base_tree,
+        brief=job.brief(),
+        upstream=job.upstream,
+        limits=Limits(max_file_bytes=settings.max_file_bytes, max_files=settings.max_files),
+    )
+    usage = Usage()
+    messages: list[dict[str, Any]] = [{"role": "user", "content": pointer_message(role)}]
+    request = ModelRequest(
+        model=settings.model,
+        system=system_prompt(role),
+        messages=messages,
+        tools=TOOLS,
+        max_tokens=settings.max_tokens,
+        timeout_s=settings.timeout_s,
+    )
+    nudged = False
+
+    def count_request() -> None:
+        usage.requests += 1
+
+    for _turn in range(settings.max_turns):
+        reply = await stream_message(
+            client, request, policy=policy or RetryPolicy(), who=f"agent {role.id}", on_attempt=count_request
+        )
+        usage.add_message(reply)
+        if usage.total_tokens > settings.max_agent_tokens:
+            raise AgentError(
+                f"agent {role.id} used {usage.total_tokens} tokens, over its cap of "
+                f"{settings.max_agent_tokens}; raise max_agent_tokens in the team or narrow the role"
+            )
+        messages.append({"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in reply.content]})
+        results, submission = _run_tools(view, reply)
+        if submission is not None:
+            output = AgentOutput(
+                role=role.id,
+                summary=submission.summary,
+                decisions=submission.decisions,
+                files=dict(view.changes),
+                next_steps=submission.next_steps,
+                warnings=submission.warnings,
+                usage=usage,
+                model=settings.model,
+                provider=job.provider,
+                cost_usd=cost_usd(settings.model, usage, job.provider),
+                duration_s=round(time.perf_counter() - started, 4),
+                cache_key=job.cache_key(),
+            )
+            run_logger("agentmill.agent").info(
+                "agent %s submitted: %d files, %d tokens, $%.4f",
+                role.id, len(output.files), usage.total_tokens, output.cost_usd,
+            )  # fmt: skip
+            return output
+        if not results:
+            if nudged:
+                break
+            nudged = True  # the model stopped without submitting: remind it once
+            messages.append({"role": "user", "content": "Call submit now to finish your work."})
+        else:
+            messages.append({"role": "user", "content": results})
+    raise AgentError(
+        f"agent {role.id} did not call submit within {settings.max_turns} turns; "
+        "its instructions may be too broad, or raise max_turns in the team"
+    )
+
+
+def _run_tools(view: AgentView, reply: Message) -> tuple[list[dict[str, Any]], Submission | None]:
+    """Run every tool_use block of a reply (any position, not only the first)."""
+    results: list[dict[str, Any]] = []
+    submission: Submission | None = None
+    for block in reply.content:
+        if block.type != "tool_use":
+            continue
+        try:
+            outcome = call_tool(view, block.name, block.input)
+        except ToolError as exc:
+            results.append({"type": "tool_result", "tool_use_id": block.id, "content": str(exc), "is_error": True})
+            continue
+        if isinstance(outcome, Submission):
+            submission = outcome
+            outcome = "submitted"
+        results.append({"type": "tool_result", "tool_use_id": block.id, "content": outcome})
+    return results, submission
+
+
+def pointer_tokens(role: Role) -> int:
+    """Tokens injected into an agent's context before it asks for anything."""
+    return estimate_tokens(pointer_message(role))

@@ -1,0 +1,223 @@
+"""The build's scheduler: agents start when their own dependencies finish; phases commit in order.
+
+There are no level or phase barriers for agents: each one awaits only the
+futures of its direct dependencies, wherever they are in the plan, so the
+run's wall time can approach the graph's critical path. Commits are the
+only ordered step: a phase commits once its agents are done and the phase
+before it has committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from blocks.team import AgentTeam
+from tasks.agent import AgentError, AgentJob, AgentOutput, AgentSettings, run_agent
+from tasks.boundary import commit_phase
+from tasks.llm import Provider
+from tasks.metrics import AgentReport, CommitRecord
+from tasks.planning import Plan
+from tasks.store import AgentEntry, Manifest, PhaseEntry, Store, now_iso
+from tasks.logs import run_logger
+
+
+
+class UpstreamFailed(RuntimeError):
+    """An agent was not run because a dependency failed."""
+
+
+class PhaseFailed(RuntimeError):
+    """A phase did not commit; the message lists which agents failed and why."""
+
+
+@dataclass
+class AgentRun:
+    started_s: float = 0.0
+    duration_s: float = 0.0
+    cached: bool = False
+    output: AgentOutput | None = None
+    error: str | None = None
+
+
+@dataclass
+class Build:
+    """Shared state of one build_app run; phase subflows find it through `current_build()`."""
+
+    run_id: str
+    idea: str
+    team: AgentTeam
+    plan: Plan
+    provider: Provider
+    workdir: Path
+    base_tree: str
+    store: Store
+    manifest: Manifest
+    clock_start: float = field(default_factory=time.perf_counter)
+    runs: dict[str, AgentRun] = field(default_factory=dict)
+    commits: list[CommitRecord] = field(default_factory=list)
+    _futures: dict[str, asyncio.Future[AgentOutput]] = field(default_factory=dict)
+    _phase_done: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._futures = {role: loop.create_future() for role in self.plan.order}
+        self._phase_done = {p.name: loop.create_future() for p in self.plan.phases}
+        for role_id in self.plan.order:
+            self.manifest.agents[role_id] = AgentEntry(phase=self.plan.phase_of(role_id))
+
+    def settings_for(self, role_id: str) -> AgentSettings:
+        role = self.plan.roles[role_id]
+        return AgentSettings(
+            model=self.team.model_for(role),
+            max_turns=self.team.max_turns,
+            max_tokens=self.team.max_tokens,
+            max_agent_tokens=self.team.max_agent_tokens,
+            timeout_s=self.team.timeout_for(role),
+        )
+
+    async def run_role(self, role_id: str) -> AgentOutput:
+        """Wait for this role's dependencies, then run (or fetch from cache) its agent."""
+        role = self.plan.roles[role_id]
+        entry = self.manifest.agents[role_id]
+        future = self._futures[role_id]
+        try:
+            await asyncio.gather(*(self._futures[d] for d in role.depends_on))
+        except Exception as exc:
+            entry.status = "skipped"
+            entry.error = f"not run: {exc}"
+            skipped = UpstreamFailed(f"agent {role_id} not run: a dependency failed")
+            self._fail(role_id, skipped)
+            raise skipped from exc
+        upstream = [self._futures[r].result() for r in self.plan.ordered(self.plan.ancestors[role_id])]
+        job = AgentJob(
+            role=role,
+            settings=self.settings_for(role_id),
+            provider=self.provider,
+            idea=self.idea,
+            base_tree=self.base_tree,
+            workdir=str(self.workdir),
+            upstream=upstream,
+        )
+        run = self.runs[role_id] = AgentRun(started_s=time.perf_counter() - self.clock_start)
+        entry.status, entry.started_at, entry.model = "running", now_iso(), job.settings.model
+        entry.cache_key = job.cache_key()
+        started = time.perf_counter()
+        try:
+            state = await run_agent(job, return_state=True)
+            output: AgentOutput = await state.result()  # type: ignore[assignment]
+        except Exception as exc:
+            run.duration_s = time.perf_counter() - started
+            run.error = entry.error = _describe(role_id, exc)
+            entry.status, entry.finished_at = "failed", now_iso()
+            self._fail(role_id, AgentError(run.error))
+            raise AgentError(run.error) from exc
+        run.duration_s = time.perf_counter() - started
+        run.cached = state.name == "Cached"
+        run.output = output
+        entry.status, entry.finished_at = "done", now_iso()
+        entry.cached, entry.duration_s = run.cached, round(run.duration_s, 4)
+        entry.cost_usd = 0.0 if run.cached else output.cost_usd
+        entry.tokens = output.usage.model_dump(exclude={"requests"})
+        entry.output_path = self.store.output_paths(role_id)[0]
+        future.set_result(output)
+        return output
+
+    def _fail(self, role_id: str, exc: Exception) -> None:
+        future = self._futures[role_id]
+        if not future.done():
+            future.set_exception(exc)
+            future.exception()  # retrieved here: downstream roles report it, not asyncio
+
+    async def finish_phase(self, phase: str, errors: list[BaseException]) -> CommitRecord | None:
+        """Commit the phase once the one before it is committed; phases land in order."""
+        index = [p.name for p in self.plan.phases].index(phase)
+        previous_ok = True
+        if index > 0:
+            previous_ok = await asyncio.shield(self._phase_done[self.plan.phases[index - 1].name])
+        done = self._phase_done[phase]
+        entry = self.manifest.phases.setdefault(phase, PhaseEntry())
+        try:
+            if errors:
+                raise PhaseFailed(
+                    f"phase {phase} not committed: " + "; ".join(str(e) for e in errors)
+                )
+            if not previous_ok:
+                raise PhaseFailed(f"phase {phase} not committed: an earlier phase failed")
+            outputs = [self.runs[r].output for r in self.plan.ordered(self._roles_of(phase))]
+            sha = commit_phase(
+                self.workdir, self.store, phase, [o for o in outputs if o], self.run_id, self.provider
+            )
+        except Exception:
+            entry.status = "failed"
+            self.store.save_manifest(self.manifest)
+            done.set_result(False)
+            raise
+        entry.status, entry.commit = ("committed", sha) if sha else ("unchanged", None)
+        self.store.save_manifest(self.manifest)
+        done.set_result(True)
+        if sha is None:
+            run_logger("agentmill.dataflow").info("phase %s: no change against HEAD, no commit", phase)
+            return None
+        record = CommitRecord(phase=phase, sha=sha, agents=self._roles_of(phase))
+        self.commits.append(record)
+        run_logger("agentmill.dataflow").info("phase %s committed as %s", phase, sha[:12])
+        return record
+
+    def _roles_of(self, phase: str) -> list[str]:
+        return next(p.roles for p in self.plan.phases if p.name == phase)
+
+    def agent_reports(self) -> list[AgentReport]:
+        reports = []
+        for role_id in self.plan.order:
+            run = self.runs.get(role_id, AgentRun())
+            out = run.output
+            entry = self.manifest.agents[role_id]
+            reports.append(
+                AgentReport(
+                    role=role_id,
+                    phase=self.plan.phase_of(role_id),
+                    model=out.model if out else entry.model,
+                    cached=run.cached,
+                    status=entry.status,
+                    duration_s=round(run.duration_s, 4),
+                    started_s=round(run.started_s, 4),
+                    tokens=out.usage.total_tokens if out else 0,
+                    cost_usd=0.0 if (run.cached or not out) else out.cost_usd,
+                    requests=0 if (run.cached or not out) else out.usage.requests,
+                    files=len(out.files) if out else 0,
+                    error=entry.error,
+                )
+            )
+        return reports
+
+
+def _describe(role_id: str, exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if text.startswith(("agent ", role_id)) else f"agent {role_id}: {text}"
+
+
+_BUILD: ContextVar[Build | None] = ContextVar("agentmill_build", default=None)
+
+
+@contextmanager
+def active_build(build: Build) -> Iterator[None]:
+    token = _BUILD.set(build)
+    try:
+        yield
+    finally:
+        _BUILD.reset(token)
+
+
+def current_build() -> Build:
+    build = _BUILD.get()
+    if build is None:
+        raise RuntimeError(
+            "run_phase is a subflow of build_app and cannot run on its own; run build_app"
+        )
+    return build

@@ -1,0 +1,94 @@
+"""Git for the workdir (GitPython): the base tree agents read, and one commit per phase.
+
+Agents read the base tree from git objects, not from the working tree, so what
+they see cannot change while earlier phases commit around them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+AGENTMILL = git.Actor("agentmill", "agentmill@users.noreply.localhost")
+
+# Run state that must never be committed: it changes on every run (times,
+# session ids), so committing it would turn a fully cached rerun into a commit.
+_EXCLUDES = ("/.tasks/manifest.json", "/.tasks/report.*", "/.tasks/lock", "/.tasks/*.tmp")
+
+
+def open_repo(workdir: Path) -> git.Repo:
+    """The workdir's repository, created (with the run-state excludes) if need be."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        repo = git.Repo(workdir)
+    except git.InvalidGitRepositoryError:
+        repo = git.Repo.init(workdir, initial_branch="main")
+    exclude = Path(repo.git_dir) / "info" / "exclude"
+    exclude.parent.mkdir(parents=True, exist_ok=True)
+    present = exclude.read_text().splitlines() if exclude.exists() else []
+    missing = [line for line in _EXCLUDES if line not in present]
+    if missing:
+        with exclude.open("a") as handle:
+            handle.write("".join(f"{line}\n" for line in missing))
+    return repo
+
+
+def head_commit(repo: git.Repo) -> str | None:
+    try:
+        return repo.head.commit.hexsha
+    except ValueError:  # no commits yet
+        return None
+
+
+def tree_of(repo: git.Repo, commit: str | None) -> str:
+    return EMPTY_TREE if commit is None else repo.commit(commit).tree.hexsha
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    blob: str
+    mode: int
+
+
+def list_tree(workdir: Path, tree: str) -> dict[str, TreeEntry]:
+    """Every file of a tree object, by path."""
+    if tree == EMPTY_TREE:
+        return {}
+    repo = git.Repo(workdir)
+    try:
+        return {
+            str(item.path): TreeEntry(item.hexsha, item.mode)
+            for item in repo.tree(tree).traverse()
+            if item.type == "blob"
+        }
+    finally:
+        repo.close()
+
+
+def read_blob(workdir: Path, blob: str) -> bytes:
+    repo = git.Repo(workdir)
+    try:
+        data: bytes = repo.odb.stream(bytes.fromhex(blob)).read()
+        return data
+    finally:
+        repo.close()
+
+
+def commit_paths(workdir: Path, paths: list[str], message: str) -> str | None:
+    """Stage exactly `paths` and commit them; None when they match HEAD already."""
+    repo = git.Repo(workdir)
+    try:
+        if not paths:
+            return None
+        repo.index.add(paths)
+        head = head_commit(repo)
+        changed = repo.index.diff(head) if head else list(repo.index.entries)
+        if not changed:
+            return None
+        commit = repo.index.commit(message, author=AGENTMILL, committer=AGENTMILL)
+        return str(commit.hexsha)
+    finally:
+        repo.close()

@@ -1,0 +1,147 @@
+"""From a team to a plan: ordered phases of tracks, and the dependency graph.
+
+Every check here runs before a single model call, so a broken team costs
+nothing; each error names the roles involved so the fix is obvious.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import cached_property
+
+from pydantic import BaseModel
+
+from blocks.team import AgentTeam, Role
+
+
+class PlanError(ValueError):
+    """The team cannot be planned: a cycle, an unknown or duplicate role, a bad phase."""
+
+
+class Track(BaseModel):
+    name: str
+    roles: list[str]
+
+
+class Phase(BaseModel):
+    name: str
+    tracks: list[Track]
+
+    @property
+    def roles(self) -> list[str]:
+        return [role for track in self.tracks for role in track.roles]
+
+
+class Plan(BaseModel):
+    """Phases in commit order; `order` is one topological order of every role."""
+
+    phases: list[Phase]
+    roles: dict[str, Role]
+    order: list[str]
+
+    @cached_property
+    def ancestors(self) -> dict[str, frozenset[str]]:
+        """Transitive dependencies of each role: what it may read, and what its key hashes."""
+        result: dict[str, frozenset[str]] = {}
+        for role_id in self.order:
+            deps = self.roles[role_id].depends_on
+            result[role_id] = frozenset(deps).union(*(result[d] for d in deps))
+        return result
+
+    def descendants(self, role_id: str) -> set[str]:
+        return {r for r, ancestors in self.ancestors.items() if role_id in ancestors}
+
+    def phase_of(self, role_id: str) -> str:
+        return self.roles[role_id].phase
+
+    def ordered(self, role_ids: Iterable[str]) -> list[str]:
+        """The given roles in the plan's topological order."""
+        wanted = set(role_ids)
+        return [r for r in self.order if r in wanted]
+
+
+def plan_phases(team: AgentTeam) -> Plan:
+    """Validate the team and order it: phases as the team lists them, roles topologically."""
+    if not team.roles:
+        raise PlanError("the team has no roles; add at least one role to the AgentTeam")
+    roles = _unique_roles(team.roles)
+    phase_index = {name: i for i, name in enumerate(team.phases)}
+    for role in roles.values():
+        if role.phase not in phase_index:
+            raise PlanError(
+                f"role {role.id} is in phase {role.phase!r}, which is not one of the team's "
+                f"phases ({', '.join(team.phases)})"
+            )
+        team.model_for(role)  # an unknown tier is a planning error too
+    _check_dependencies(roles, phase_index)
+    order = _topological_order(roles)
+    phases = []
+    for name in team.phases:
+        tracks: dict[str, list[str]] = {}
+        for role_id in order:
+            role = roles[role_id]
+            if role.phase == name:
+                tracks.setdefault(role.track, []).append(role_id)
+        if tracks:
+            phases.append(
+                Phase(name=name, tracks=[Track(name=t, roles=r) for t, r in tracks.items()])
+            )
+    return Plan(phases=phases, roles=roles, order=order)
+
+
+def _unique_roles(roles: list[Role]) -> dict[str, Role]:
+    by_id: dict[str, Role] = {}
+    for role in roles:
+        if role.id in by_id:
+            raise PlanError(f"role {role.id} is defined twice; give each role a unique id")
+        by_id[role.id] = role
+    return by_id
+
+
+def _check_dependencies(roles: dict[str, Role], phase_index: dict[str, int]) -> None:
+    for role in roles.values():
+        for dep in role.depends_on:
+            if dep not in roles:
+                raise PlanError(
+                    f"role {role.id} depends on {dep}, which is not in the team; "
+                    "add that role or remove the dependency"
+                )
+            if phase_index[roles[dep].phase] > phase_index[role.phase]:
+                raise PlanError(
+                    f"role {role.id} (phase {role.phase}) depends on {dep} "
+                    f"(phase {roles[dep].phase}), a later phase; phases commit in order, "
+                    "so move one of them"
+                )
+
+
+def _topological_order(roles: dict[str, Role]) -> list[str]:
+    """Depth-first order that keeps the team's listing order where the graph allows."""
+    order: list[str] = []
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    for start in roles:
+        if state.get(start):
+            continue
+        # Iterative DFS: a deep chain of roles must not hit the recursion limit.
+        path: list[str] = [start]
+        pending: list[list[str]] = [list(reversed(roles[start].depends_on))]
+        state[start] = 1
+        while path:
+            if pending[-1]:
+                dep = pending[-1].pop()
+                if state.get(dep) == 1:
+                    cycle = [*path[path.index(dep) :], dep]
+                    raise PlanError(
+                        "the team's dependencies form a cycle: "
+                        + " -> ".join(cycle)
+                        + "; remove one of these dependencies"
+                    )
+                if not state.get(dep):
+                    state[dep] = 1
+                    path.append(dep)
+                    pending.append(list(reversed(roles[dep].depends_on)))
+                continue
+            done = path.pop()
+            pending.pop()
+            state[done] = 2
+            order.append(done)
+    return order

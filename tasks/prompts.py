@@ -1,0 +1,94 @@
+"""What an agent is told: the system prompt, the pointer message and the tool schemas.
+
+The context an agent starts with is deliberately tiny (a pointer of a few
+dozen tokens); everything else it pulls through tools, so it pays only for
+what it reads. Any change to the text here changes what every agent sees:
+bump `PROMPTS_VERSION`, which is part of every cache key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from blocks.team import Role
+
+PROMPTS_VERSION = 1
+BRIEF_PATH = ".tasks/manifest.json"
+
+OPERATING_RULES = """\
+You are one agent of agentmill, a team that builds software from an idea.
+Work only through the tools. read_file and list_files show the build's base
+tree plus the files written by the agents you depend on; read_output(role)
+returns such an agent's summary and decisions. The brief (the idea and your
+dependencies) is at .tasks/manifest.json. Record each file you produce with
+write_file (relative paths inside the project; nothing under .git or .tasks).
+Finish by calling submit exactly once with a short summary, your decisions,
+next steps and warnings."""
+
+
+def system_prompt(role: Role) -> str:
+    return f"{OPERATING_RULES}\n\nYour role: {role.title} ({role.id}).\n{role.instructions}"
+
+
+def pointer_message(role: Role) -> str:
+    """The first user message: who you are, where the brief is, whom you depend on."""
+    deps = ", ".join(role.depends_on) or "none"
+    return f"Role: {role.id}. Brief: {BRIEF_PATH}. Dependencies: {deps}."
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token: the API's own count for English and code."""
+    return max(1, (len(text) + 3) // 4)
+
+
+TOOLS: list[dict[str, Any]] = [
+    {
+        "name": "list_files",
+        "description": "List the files you can read (base tree plus your dependencies' files).",
+        "input_schema": {
+            "type": "object",
+            "properties": {"prefix": {"type": "string", "description": "Only paths under this."}},
+        },
+    },
+    {
+        "name": "read_file",
+        "description": "Read one file of the base tree or of your dependencies' outputs.",
+        "input_schema": {
+            "type": "object",
+            "properties": {"path": {"type": "string"}},
+            "required": ["path"],
+        },
+    },
+    {
+        "name": "read_output",
+        "description": "Read a dependency's structured output: summary, decisions, files.",
+        "input_schema": {
+            "type": "object",
+            "properties": {"role": {"type": "string"}},
+            "required": ["role"],
+        },
+    },
+    {
+        "name": "write_file",
+        "description": "Record a file of your change set (it lands at the phase commit).",
+        "input_schema": {
+            "type": "object",
+            "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
+            "required": ["path", "content"],
+        },
+    },
+    {
+        "name": "submit",
+        "description": "Finish: your summary, decisions, next steps and warnings.",
+        "input_schema": {
+            "type": "object",
+            "properties": {
+                "summary": {"type": "string"},
+                "decisions": {"type": "array", "items": {"type": "string"}},
+                "next_steps": {"type": "array", "items": {"type": "string"}},
+                "warnings": {"type": "array", "items": {"type": "string"}},
+            },
+            "required": ["summary"],
+        },
+    },
+]

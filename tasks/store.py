@@ -1,0 +1,109 @@
+"""The `.tasks/` store: the manifest, each agent's output, and the run report.
+
+Only the flow writes here, from its event loop, one boundary at a time, and
+every file is replaced atomically. `manifest.json` and the report are run
+state (ignored by git); `<ROLE>/output.json` and `artifacts.json` are the
+agents' work and are committed with their phase.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from tasks.agent import AgentOutput
+from tasks.workspace import STORE_DIR, atomic_write, atomic_write_json
+
+MANIFEST = "manifest.json"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class AgentEntry(BaseModel):
+    phase: str
+    status: str = "pending"  # pending | running | done | failed | skipped
+    cached: bool = False
+    model: str = ""
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_s: float = 0.0
+    tokens: dict[str, int] = Field(default_factory=dict)
+    cost_usd: float = 0.0
+    cache_key: str = ""
+    output_path: str | None = None
+    error: str | None = None
+
+
+class PhaseEntry(BaseModel):
+    status: str = "pending"  # pending | committed | unchanged | failed
+    commit: str | None = None
+
+
+class Manifest(BaseModel):
+    version: int = 1
+    session: str
+    idea: str
+    team: str
+    provider: str
+    base_commit: str | None
+    base_tree: str
+    status: str = "running"
+    started_at: str = Field(default_factory=now_iso)
+    finished_at: str | None = None
+    phases: dict[str, PhaseEntry] = Field(default_factory=dict)
+    agents: dict[str, AgentEntry] = Field(default_factory=dict)
+
+
+class Store:
+    def __init__(self, workdir: Path) -> None:
+        self.root = workdir / STORE_DIR
+
+    def load_manifest(self) -> Manifest | None:
+        path = self.root / MANIFEST
+        if not path.exists():
+            return None
+        try:
+            return Manifest.model_validate_json(path.read_text())
+        except ValueError as exc:
+            raise ValueError(
+                f"{path} is not a valid agentmill manifest ({exc.__class__.__name__}); "
+                "move it away, or rerun with fresh=True to start from HEAD"
+            ) from exc
+
+    def save_manifest(self, manifest: Manifest) -> None:
+        atomic_write_json(self.root / MANIFEST, manifest.model_dump(mode="json"))
+
+    def output_paths(self, role: str) -> tuple[str, str]:
+        return f"{STORE_DIR}/{role}/output.json", f"{STORE_DIR}/{role}/artifacts.json"
+
+    def save_output(self, output: AgentOutput) -> list[str]:
+        """Write the agent's output record and its artifact list; returns their paths."""
+        output_path, artifacts_path = self.output_paths(output.role)
+        record: dict[str, Any] = output.model_dump(mode="json", exclude={"files"})
+        record["files"] = sorted(output.files)
+        artifacts = [
+            {
+                "path": path,
+                "bytes": len(content.encode()),
+                "sha256": hashlib.sha256(content.encode()).hexdigest(),
+            }
+            for path, content in sorted(output.files.items())
+        ]
+        workdir = self.root.parent
+        atomic_write_json(workdir / output_path, record)
+        atomic_write_json(workdir / artifacts_path, artifacts)
+        return [output_path, artifacts_path]
+
+    def save_report(self, report: BaseModel, markdown: str, timeline_svg: str) -> Path:
+        path = self.root / "report.json"
+        atomic_write(path, (json.dumps(report.model_dump(mode="json"), indent=2) + "\n").encode())
+        atomic_write(self.root / "report.md", markdown.encode())
+        atomic_write(self.root / "report.timeline.svg", timeline_svg.encode())
+        return path

@@ -1,0 +1,161 @@
+"""The agent's tools: what it can read (fixed by the graph) and its change set.
+
+The view is the base tree plus its transitive dependencies' files, applied in
+topological order; nothing else of the disk is reachable, so an agent's
+output depends on its cache key's inputs and on nothing that timing changes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from tasks.git import list_tree, read_blob
+from tasks.prompts import BRIEF_PATH
+from tasks.workspace import PathRejected, check_path
+
+MAX_READ_BYTES = 200_000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on one agent's change set."""
+
+    max_file_bytes: int = 256_000
+    max_files: int = 50
+
+
+@dataclass
+class Submission:
+    summary: str
+    decisions: list[str]
+    next_steps: list[str]
+    warnings: list[str]
+
+
+class ToolError(ValueError):
+    """A tool call the model got wrong; the message goes back to it as an error result."""
+
+
+@dataclass
+class AgentView:
+    """Read access for one agent: the brief, the base tree, its dependencies' outputs."""
+
+    workdir: Path
+    base_tree: str
+    brief: dict[str, Any]
+    upstream: list[Any]  # AgentOutput, in topological order (typed loosely to avoid a cycle)
+    limits: Limits = field(default_factory=Limits)
+    changes: dict[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def _base(self) -> dict[str, str]:
+        return {path: entry.blob for path, entry in list_tree(self.workdir, self.base_tree).items()}
+
+    @cached_property
+    def _upstream_files(self) -> dict[str, str]:
+        files: dict[str, str] = {}
+        for output in self.upstream:
+            files.update(output.files)
+        return files
+
+    def list_files(self, prefix: str = "") -> str:
+        paths = sorted({*self._base, *self._upstream_files, BRIEF_PATH})
+        return "\n".join(p for p in paths if p.startswith(prefix)) or "(no files)"
+
+    def read_file(self, path: str) -> str:
+        if path == BRIEF_PATH:
+            return json.dumps(self.brief, indent=2)
+        try:
+            path = check_path(path)
+        except PathRejected as exc:
+            raise ToolError(str(exc)) from None
+        if path in self._upstream_files:
+            return self._upstream_files[path][:MAX_READ_BYTES]
+        if path in self._base:
+            data = read_blob(self.workdir, self._base[path])[:MAX_READ_BYTES]
+            return data.decode("utf-8", errors="replace")
+        raise ToolError(f"no file {path!r} in your view; list_files shows what there is")
+
+    def read_output(self, role: str) -> str:
+        for output in self.upstream:
+            if output.role == role:
+                return json.dumps(
+                    {
+                        "role": output.role,
+                        "summary": output.summary,
+                        "decisions": output.decisions,
+                        "next_steps": output.next_steps,
+                        "warnings": output.warnings,
+                        "files": sorted(output.files),
+                    },
+                    indent=2,
+                )
+        readable = ", ".join(o.role for o in self.upstream) or "none"
+        raise ToolError(f"{role!r} is not one of your dependencies (readable: {readable})")
+
+    def write_file(self, path: str, content: str) -> str:
+        try:
+            path = check_path(path)
+        except PathRejected as exc:
+            raise ToolError(f"write refused: {exc}") from None
+        size = len(content.encode())
+        if size > self.limits.max_file_bytes:
+            raise ToolError(
+                f"write refused: {path} is {size} bytes, over the cap of "
+                f"{self.limits.max_file_bytes}; split it into smaller files"
+            )
+        if path not in self.changes and len(self.changes) >= self.limits.max_files:
+            raise ToolError(f"write refused: at most {self.limits.max_files} files per agent")
+        self.changes[path] = content
+        return f"recorded {path} ({size} bytes)"
+
+
+def call_tool(view: AgentView, name: str, args: Any) -> str | Submission:
+    """Run one tool call; a Submission ends the loop. Raises ToolError for bad calls."""
+    if not isinstance(args, dict):
+        raise ToolError(f"{name}: arguments must be an object")
+    try:
+        if name == "list_files":
+            return view.list_files(_str(args, "prefix", required=False))
+        if name == "read_file":
+            return view.read_file(_str(args, "path"))
+        if name == "read_output":
+            return view.read_output(_str(args, "role"))
+        if name == "write_file":
+            return view.write_file(_str(args, "path"), _str(args, "content", allow_empty=True))
+        if name == "submit":
+            return Submission(
+                summary=_str(args, "summary"),
+                decisions=_str_list(args, "decisions"),
+                next_steps=_str_list(args, "next_steps"),
+                warnings=_str_list(args, "warnings"),
+            )
+    except KeyError as exc:
+        raise ToolError(f"{name}: missing argument {exc.args[0]!r}") from None
+    raise ToolError(
+        f"unknown tool {name!r}; use list_files, read_file, read_output, write_file or submit"
+    )
+
+
+def _str(args: dict[str, Any], key: str, *, required: bool = True, allow_empty: bool = False) -> str:
+    if key not in args:
+        if required:
+            raise KeyError(key)
+        return ""
+    value = args[key]
+    if not isinstance(value, str):
+        raise ToolError(f"argument {key!r} must be a string")
+    if required and not allow_empty and not value.strip():
+        raise ToolError(f"argument {key!r} must not be empty")
+    return value
+
+
+def _str_list(args: dict[str, Any], key: str) -> list[str]:
+    value = args.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ToolError(f"argument {key!r} must be a list of strings")
+    return value
