@@ -183,9 +183,8 @@ async def _build(request: BuildRequest) -> BuildResult:
         )
         started = time.perf_counter()
         with active_build(build):
-            outcomes = await asyncio.gather(
-                *(run_phase(phase=p.name, roles=p.roles) for p in plan.phases),
-                return_exceptions=True,
+            outcomes = await build.start_phases(
+                lambda phase: run_phase(phase=phase.name, roles=phase.roles)
             )
         wall = time.perf_counter() - started
         failures = [o for o in outcomes if isinstance(o, BaseException)]

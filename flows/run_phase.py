@@ -19,6 +19,7 @@ from tasks.metrics import CommitRecord
 async def run_phase(phase: str, roles: list[str]) -> CommitRecord | None:
     """Run the phase's agents as their dependencies allow, then make the phase's commit."""
     build = current_build()
+    build.phase_started(phase)
     results = await asyncio.gather(*(build.run_role(r) for r in roles), return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException)]
     return await build.finish_phase(phase, errors)

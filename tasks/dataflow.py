@@ -11,21 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from blocks.team import AgentTeam
 from tasks.agent import AgentError, AgentJob, AgentOutput, AgentSettings, run_agent
 from tasks.boundary import commit_phase
 from tasks.llm import Provider
 from tasks.metrics import AgentReport, CommitRecord
-from tasks.planning import Plan
+from tasks.planning import Phase, Plan
 from tasks.store import AgentEntry, Manifest, PhaseEntry, Store, now_iso
 from tasks.logs import run_logger
 
+
+T = TypeVar("T")
 
 
 class UpstreamFailed(RuntimeError):
@@ -63,11 +66,13 @@ class Build:
     commits: list[CommitRecord] = field(default_factory=list)
     _futures: dict[str, asyncio.Future[AgentOutput]] = field(default_factory=dict)
     _phase_done: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
+    _phase_started: dict[str, asyncio.Event] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         loop = asyncio.get_running_loop()
         self._futures = {role: loop.create_future() for role in self.plan.order}
         self._phase_done = {p.name: loop.create_future() for p in self.plan.phases}
+        self._phase_started = {p.name: asyncio.Event() for p in self.plan.phases}
         for role_id in self.plan.order:
             self.manifest.agents[role_id] = AgentEntry(phase=self.plan.phase_of(role_id))
 
@@ -80,6 +85,25 @@ class Build:
             max_agent_tokens=self.team.max_agent_tokens,
             timeout_s=self.team.timeout_for(role),
         )
+
+    async def start_phases(self, start: Callable[[Phase], Awaitable[T]]) -> list[T | BaseException]:
+        """Start every phase subflow, each as soon as the one before it is running.
+
+        All phases run at the same time; only their starts are spaced, because
+        concurrent flow-run creation on a SQLite-backed Prefect server hits
+        "database is locked" and the client then backs off for seconds.
+        """
+        runs: list[asyncio.Task[T]] = []
+        for phase in self.plan.phases:
+            run = asyncio.ensure_future(start(phase))
+            runs.append(run)
+            started = asyncio.ensure_future(self._phase_started[phase.name].wait())
+            await asyncio.wait([run, started], return_when=asyncio.FIRST_COMPLETED)
+            started.cancel()
+        return await asyncio.gather(*runs, return_exceptions=True)
+
+    def phase_started(self, phase: str) -> None:
+        self._phase_started[phase].set()
 
     async def run_role(self, role_id: str) -> AgentOutput:
         """Wait for this role's dependencies, then run (or fetch from cache) its agent."""

@@ -72,7 +72,10 @@ def plan_phases(team: AgentTeam) -> Plan:
                 f"role {role.id} is in phase {role.phase!r}, which is not one of the team's "
                 f"phases ({', '.join(team.phases)})"
             )
-        team.model_for(role)  # an unknown tier is a planning error too
+        try:
+            team.model_for(role)  # an unknown tier is a planning error too
+        except ValueError as exc:
+            raise PlanError(str(exc)) from None
     _check_dependencies(roles, phase_index)
     order = _topological_order(roles)
     phases = []

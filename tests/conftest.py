@@ -1,0 +1,99 @@
+"""Test session setup: no network, no real keys, one Prefect server on loopback.
+
+The environment is fixed here, before anything imports Prefect, because
+Prefect reads its settings at import. One `prefect server start` per session
+(its services that write task runs and events to SQLite turned off) is much
+faster than `prefect_test_harness()` per module, and subprocesses started by
+tests (fresh-process reruns) reach it through PREFECT_API_URL.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_HOME = Path(tempfile.mkdtemp(prefix="agentmill-tests-"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+_PORT = _free_port()
+for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "GITHUB_TOKEN"):
+    os.environ.pop(name, None)
+SERVER_ENV = {
+    "PREFECT_HOME": str(_HOME / "prefect"),
+    "PREFECT_API_URL": f"http://127.0.0.1:{_PORT}/api",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.3",
+    # Any model call that escapes a fake lands here and fails at once.
+    "ANTHROPIC_BASE_URL": "http://127.0.0.1:9/no-real-calls",
+}
+os.environ.update(SERVER_ENV)
+
+_QUIET_SERVICES = {
+    f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false"
+    for name in (
+        "TASK_RUN_RECORDER",
+        "SCHEDULER",
+        "LATE_RUNS",
+        "FOREMAN",
+        "CANCELLATION_CLEANUP",
+        "PAUSE_EXPIRATIONS",
+        "TRIGGERS",
+    )
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_server() -> Iterator[str]:
+    """Start the session's Prefect server and stop it at the end."""
+    env = {**os.environ, **_QUIET_SERVICES, "PREFECT_UI_ENABLED": "false"}
+    log = open(_HOME / "server.log", "wb")  # noqa: SIM115 - closed at teardown
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(_PORT)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = SERVER_ENV["PREFECT_API_URL"]
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"Prefect server did not start; see {_HOME / 'server.log'}")
+        time.sleep(0.3)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+    shutil.rmtree(_HOME, ignore_errors=True)
+
+
+@pytest.fixture
+def unique_idea(request: pytest.FixtureRequest) -> str:
+    """An idea no other test uses, so the content-keyed cache starts cold."""
+    return f"A todo app with React and FastAPI ({request.node.nodeid}, {time.time_ns()})"

@@ -1,0 +1,209 @@
+"""A fake Anthropic Messages API on loopback: real HTTP (uvicorn), real SSE framing.
+
+By default it answers like the offline model (the same script), so a build
+against it behaves like an offline build but goes over the network through
+the SDK's real transport. Tests inject faults, replace the script, add
+latency, and read back every request it saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from tasks.messages_wire import SSE_CONTENT_TYPE, error_json, error_sse, message_json, message_sse
+from tasks.offline_model import scripted_reply
+
+Script = Callable[[dict[str, Any]], dict[str, Any]]
+Latency = Callable[[dict[str, Any]], float]
+
+_ROLE = re.compile(r"Role: ([A-Z0-9_]+)")
+_STATUS_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "api_error",
+    529: "overloaded_error",
+}
+
+
+@dataclass
+class Fault:
+    """What to do instead of (or on the way to) a normal reply.
+
+    kind: "status" (an error response), "reset" (drop the connection mid-stream),
+    "error_event" (an `error` event inside a 200 stream), "slow" (wait `delay_s`
+    before answering), "malformed" (a broken event in the stream).
+    """
+
+    kind: str = "status"
+    status: int = 500
+    headers: dict[str, str] = field(default_factory=dict)
+    message: str = "injected fault"
+    error_type: str | None = None
+    delay_s: float = 0.0
+
+
+@dataclass
+class SeenRequest:
+    role: str | None
+    body: dict[str, Any]
+    headers: dict[str, str]
+    at: float
+    fault: str | None
+
+
+def role_of(body: dict[str, Any]) -> str | None:
+    messages = body.get("messages") or [{}]
+    content = messages[0].get("content", "")
+    text = content if isinstance(content, str) else json.dumps(content)
+    match = _ROLE.search(text)
+    return match.group(1) if match else None
+
+
+class FakeMessagesAPI:
+    """Start with `with FakeMessagesAPI() as api:`; `api.base_url` goes to the SDK."""
+
+    def __init__(self, script: Script = scripted_reply, latency: Latency | None = None) -> None:
+        self.script = script
+        self.latency = latency
+        self.requests: list[SeenRequest] = []
+        self._faults: list[Fault] = []
+        self._role_faults: dict[str, list[Fault]] = {}
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.port = _free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        app = Starlette(routes=[Route("/v1/messages", self._messages, methods=["POST"])])
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    # -- control -------------------------------------------------------------
+
+    def fail_next(self, *faults: Fault) -> None:
+        """The next requests (any role) get these faults, in order."""
+        with self._lock:
+            self._faults.extend(faults)
+
+    def fail_role(self, role: str, *faults: Fault) -> None:
+        with self._lock:
+            self._role_faults.setdefault(role, []).extend(faults)
+
+    def requests_by_role(self) -> Counter[str]:
+        return Counter(r.role or "?" for r in self.requests)
+
+    def __enter__(self) -> FakeMessagesAPI:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the fake Messages API did not start within 10s")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+    # -- the endpoint ----------------------------------------------------------
+
+    def _next_fault(self, role: str | None) -> Fault | None:
+        with self._lock:
+            if role and self._role_faults.get(role):
+                return self._role_faults[role].pop(0)
+            if self._faults:
+                return self._faults.pop(0)
+        return None
+
+    async def _messages(self, request: Request) -> Response:
+        raw = await request.body()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return _error(400, "body is not JSON")
+        role = role_of(body)
+        fault = self._next_fault(role)
+        self.requests.append(
+            SeenRequest(role, body, dict(request.headers), time.monotonic(), fault and fault.kind)
+        )
+        if fault and fault.kind == "status":
+            error_type = fault.error_type or _STATUS_TYPES.get(fault.status, "api_error")
+            return Response(
+                error_json(error_type, fault.message),
+                status_code=fault.status,
+                headers={**fault.headers, "content-type": "application/json"},
+            )
+        if fault and fault.kind == "slow":
+            await asyncio.sleep(fault.delay_s)
+        if "model" not in body or "max_tokens" not in body or not body.get("messages"):
+            return _error(400, "model, max_tokens and messages are required")
+        reply = self.script(body)
+        delay = self.latency(body) if self.latency else 0.0
+        if not body.get("stream"):
+            await self._wait(delay)
+            return Response(message_json(reply), media_type="application/json")
+        return StreamingResponse(
+            self._events(reply, delay, fault), media_type=SSE_CONTENT_TYPE
+        )
+
+    async def _wait(self, delay: float) -> None:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if delay:
+                await asyncio.sleep(delay)
+        finally:
+            self.in_flight -= 1
+
+    async def _events(
+        self, reply: dict[str, Any], delay: float, fault: Fault | None
+    ) -> AsyncIterator[bytes]:
+        events = list(message_sse(reply))
+        await self._wait(delay)
+        for i, event in enumerate(events):
+            if fault and i == 2:
+                if fault.kind == "reset":
+                    raise ConnectionResetError("injected reset mid-stream")
+                if fault.kind == "error_event":
+                    yield error_sse(fault.error_type or "overloaded_error", fault.message)
+                    return
+                if fault.kind == "malformed":
+                    yield b"event: content_block_delta\ndata: {not json\n\n"
+                    return
+            yield event
+
+
+def _error(status: int, message: str) -> Response:
+    return Response(
+        error_json(_STATUS_TYPES.get(status, "api_error"), message),
+        status_code=status,
+        media_type="application/json",
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
