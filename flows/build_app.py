@@ -15,6 +15,7 @@ import contextvars
 import sys
 import time
 import unicodedata
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,7 +31,14 @@ from tasks.dataflow import Build, active_build
 from tasks.git import head_commit, open_repo, tree_of
 from tasks.llm import Endpoint, ProviderChoice, resolve_endpoint, use_endpoint
 from tasks.logs import run_logger
-from tasks.metrics import AgentReport, CommitRecord, RunMetrics, RunReport, report_markdown, summarise
+from tasks.metrics import (
+    AgentReport,
+    CommitRecord,
+    RunMetrics,
+    RunReport,
+    report_markdown,
+    summarise,
+)
 from tasks.planning import plan_phases
 from tasks.store import Manifest, Store, now_iso
 from tasks.timeline import render_timeline
@@ -130,7 +138,7 @@ def build_app(
     return _run_coroutine(_build(request))
 
 
-def _run_coroutine(coro: Any) -> Any:
+def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
     """Run the async build from this sync flow, whether or not a loop is already running."""
     try:
         asyncio.get_running_loop()
@@ -263,13 +271,15 @@ def main(argv: list[str] | None = None) -> int:
         description="Build an idea with a team of Claude agents; one git commit per phase.",
     )
     parser.add_argument("idea", help="what to build, e.g. 'A todo app with React and FastAPI'")
-    parser.add_argument("--workdir", default="out/app", help="git repository to build in (default out/app)")
+    parser.add_argument(
+        "--workdir", default="out/app", help="git repository to build in (default out/app)"
+    )
     parser.add_argument("--team", default="default", help="'default' or an AgentTeam block name")
     parser.add_argument(
         "--provider",
         choices=["auto", "anthropic", "offline"],
         default="auto",
-        help="auto: Claude when ANTHROPIC_API_KEY (or --credentials) is set, else the offline model",
+        help="auto: Claude when a key is set (ANTHROPIC_API_KEY or --credentials), else offline",
     )
     parser.add_argument("--credentials", help="AnthropicCredentials block name (default: env key)")
     parser.add_argument("--budget-usd", type=float, help="stop before spending more than this")
@@ -294,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{result.status}: {m.commits} commits in {result.workdir}; {len(result.agents)} agents "
         f"({m.cached_agents} cached), {m.model_requests} model requests, ${m.cost_usd:.4f}, "
-        f"wall {m.wall_s:.1f}s (critical path {m.critical_path_s:.1f}s). Report: {result.report_path}"
+        f"wall {m.wall_s:.1f}s (critical path {m.critical_path_s:.1f}s). "
+        f"Report: {result.report_path}"
     )
     return 0
 

@@ -30,10 +30,9 @@ from tasks.llm import (
     get_client,
     stream_message,
 )
+from tasks.logs import run_logger
 from tasks.prompts import PROMPTS_VERSION, TOOLS, estimate_tokens, pointer_message, system_prompt
 from tasks.tools import AgentView, Limits, Submission, ToolError, call_tool
-from tasks.logs import run_logger
-
 
 # Bump to invalidate every cached agent output at once (e.g. after a change in
 # how outputs are built that the other key inputs do not capture).
@@ -74,7 +73,9 @@ class AgentOutput(BaseModel):
 
     def digest(self) -> str:
         """Hash of the content downstream agents can read; usage and timing excluded."""
-        content = self.model_dump(include={"role", "summary", "decisions", "files", "next_steps", "warnings"})
+        content = self.model_dump(
+            include={"role", "summary", "decisions", "files", "next_steps", "warnings"}
+        )
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
@@ -88,7 +89,8 @@ class AgentJob(BaseModel):
     base_tree: str
     workdir: str
     upstream: list[AgentOutput] = Field(
-        default_factory=list, description="Outputs of the transitive dependencies, in topological order."
+        default_factory=list,
+        description="Outputs of the transitive dependencies, in topological order.",
     )
 
     def cache_key(self) -> str:
@@ -105,7 +107,9 @@ class AgentJob(BaseModel):
         payload = {
             "v": CACHE_KEY_VERSION,
             "prompts": PROMPTS_VERSION,
-            "role": self.role.model_dump(include={"id", "title", "depends_on", "instructions", "prompt_version"}),
+            "role": self.role.model_dump(
+                include={"id", "title", "depends_on", "instructions", "prompt_version"}
+            ),
             "provider": self.provider,
             "settings": self.settings.model_dump(),
             "idea": self.idea,
@@ -173,15 +177,25 @@ async def run_tool_loop(job: AgentJob, policy: RetryPolicy | None = None) -> Age
 
     for _turn in range(settings.max_turns):
         reply = await stream_message(
-            client, request, policy=policy or RetryPolicy(), who=f"agent {role.id}", on_attempt=count_request
+            client,
+            request,
+            policy=policy or RetryPolicy(),
+            who=f"agent {role.id}",
+            on_attempt=count_request,
         )
         usage.add_message(reply)
         if usage.total_tokens > settings.max_agent_tokens:
             raise AgentError(
                 f"agent {role.id} used {usage.total_tokens} tokens, over its cap of "
-                f"{settings.max_agent_tokens}; raise max_agent_tokens in the team or narrow the role"
+                f"{settings.max_agent_tokens}; raise max_agent_tokens in the team, or narrow "
+                "the role's instructions"
             )
-        messages.append({"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in reply.content]})
+        messages.append(
+            {
+                "role": "assistant",
+                "content": [b.model_dump(exclude_none=True) for b in reply.content],
+            }
+        )
         results, submission = _run_tools(view, reply)
         if submission is not None:
             output = AgentOutput(
@@ -226,7 +240,14 @@ def _run_tools(view: AgentView, reply: Message) -> tuple[list[dict[str, Any]], S
         try:
             outcome = call_tool(view, block.name, block.input)
         except ToolError as exc:
-            results.append({"type": "tool_result", "tool_use_id": block.id, "content": str(exc), "is_error": True})
+            results.append(
+                {
+                    "type": "tool_result",
+                    "tool_use_id": block.id,
+                    "content": str(exc),
+                    "is_error": True,
+                }
+            )
             continue
         if isinstance(outcome, Submission):
             submission = outcome

@@ -38,4 +38,6 @@ def commit_phase(
     """Apply, record and commit one phase; None when nothing changed against HEAD."""
     written = apply_files(workdir, {o.role: o.files for o in outputs})
     recorded = [path for o in outputs for path in store.save_output(o)]
-    return commit_paths(workdir, written + recorded, commit_message(phase, outputs, run_id, provider))
+    return commit_paths(
+        workdir, written + recorded, commit_message(phase, outputs, run_id, provider)
+    )

@@ -16,17 +16,18 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
+
+from prefect.client.schemas.objects import State
 
 from blocks.team import AgentTeam
 from tasks.agent import AgentError, AgentJob, AgentOutput, AgentSettings, run_agent
 from tasks.boundary import commit_phase
 from tasks.llm import Provider
+from tasks.logs import run_logger
 from tasks.metrics import AgentReport, CommitRecord
 from tasks.planning import Phase, Plan
 from tasks.store import AgentEntry, Manifest, PhaseEntry, Store, now_iso
-from tasks.logs import run_logger
-
 
 T = TypeVar("T")
 
@@ -118,7 +119,9 @@ class Build:
             skipped = UpstreamFailed(f"agent {role_id} not run: a dependency failed")
             self._fail(role_id, skipped)
             raise skipped from exc
-        upstream = [self._futures[r].result() for r in self.plan.ordered(self.plan.ancestors[role_id])]
+        upstream = [
+            self._futures[r].result() for r in self.plan.ordered(self.plan.ancestors[role_id])
+        ]
         job = AgentJob(
             role=role,
             settings=self.settings_for(role_id),
@@ -133,8 +136,10 @@ class Build:
         entry.cache_key = job.cache_key()
         started = time.perf_counter()
         try:
-            state = await run_agent(job, return_state=True)
-            output: AgentOutput = await state.result()  # type: ignore[assignment]
+            # Prefect types an async task's call as returning the State itself.
+            pending = cast("Awaitable[State[AgentOutput]]", run_agent(job, return_state=True))
+            state = await pending
+            output = await cast("Awaitable[AgentOutput]", state.result())
         except Exception as exc:
             run.duration_s = time.perf_counter() - started
             run.error = entry.error = _describe(role_id, exc)
@@ -175,7 +180,12 @@ class Build:
                 raise PhaseFailed(f"phase {phase} not committed: an earlier phase failed")
             outputs = [self.runs[r].output for r in self.plan.ordered(self._roles_of(phase))]
             sha = commit_phase(
-                self.workdir, self.store, phase, [o for o in outputs if o], self.run_id, self.provider
+                self.workdir,
+                self.store,
+                phase,
+                [o for o in outputs if o],
+                self.run_id,
+                self.provider,
             )
         except Exception:
             entry.status = "failed"
@@ -186,7 +196,9 @@ class Build:
         self.store.save_manifest(self.manifest)
         done.set_result(True)
         if sha is None:
-            run_logger("agentmill.dataflow").info("phase %s: no change against HEAD, no commit", phase)
+            run_logger("agentmill.dataflow").info(
+                "phase %s: no change against HEAD, no commit", phase
+            )
             return None
         record = CommitRecord(phase=phase, sha=sha, agents=self._roles_of(phase))
         self.commits.append(record)

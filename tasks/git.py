@@ -62,7 +62,7 @@ def list_tree(workdir: Path, tree: str) -> dict[str, TreeEntry]:
         return {
             str(item.path): TreeEntry(item.hexsha, item.mode)
             for item in repo.tree(tree).traverse()
-            if item.type == "blob"
+            if isinstance(item, git.Blob)
         }
     finally:
         repo.close()

@@ -26,9 +26,8 @@ import httpx2
 from anthropic.types import Message
 from pydantic import BaseModel, SecretStr
 
-from tasks.offline_model import OFFLINE_BASE_URL, offline_transport
 from tasks.logs import run_logger
-
+from tasks.offline_model import OFFLINE_BASE_URL, offline_transport
 
 ProviderChoice = Literal["auto", "anthropic", "offline"]
 Provider = Literal["anthropic", "offline"]
@@ -196,7 +195,9 @@ def cost_usd(model: str, usage: Usage, provider: Provider) -> float:
         return 0.0
     price = PRICES.get(model)
     if price is None:
-        run_logger("agentmill.llm").warning("no price known for model %s; its cost is reported as 0", model)
+        run_logger("agentmill.llm").warning(
+            "no price known for model %s; its cost is reported as 0", model
+        )
         return 0.0
     return (
         usage.input_tokens * price.input
@@ -334,7 +335,7 @@ async def stream_message(
 def _delay(policy: RetryPolicy, attempt: int, retry_after: float | None) -> float:
     if retry_after is not None:
         return min(retry_after, policy.max_retry_after_s)
-    backoff = min(policy.base_delay_s * 2 ** (attempt - 1), policy.max_delay_s)
+    backoff = min(policy.base_delay_s * 2.0 ** (attempt - 1), policy.max_delay_s)
     return backoff * (0.75 + 0.5 * random.random())  # noqa: S311 - jitter, not crypto
 
 

@@ -53,26 +53,30 @@ def message_sse(message: dict[str, Any]) -> Iterator[bytes]:
 
 def error_sse(error_type: str, message: str) -> bytes:
     """An `error` event, as the API sends mid-stream (e.g. overloaded_error)."""
-    return sse_event(
-        "error", {"type": "error", "error": {"type": error_type, "message": message}}
-    )
+    return sse_event("error", {"type": "error", "error": {"type": error_type, "message": message}})
 
 
 def error_json(error_type: str, message: str) -> bytes:
-    return json.dumps(
-        {"type": "error", "error": {"type": error_type, "message": message}}
-    ).encode()
+    return json.dumps({"type": "error", "error": {"type": error_type, "message": message}}).encode()
 
 
 def _block_events(index: int, block: dict[str, Any]) -> Iterator[bytes]:
     if block["type"] == "text":
         yield sse_event(
             "content_block_start",
-            {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}},
+            {
+                "type": "content_block_start",
+                "index": index,
+                "content_block": {"type": "text", "text": ""},
+            },
         )
         yield sse_event(
             "content_block_delta",
-            {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": block["text"]}},
+            {
+                "type": "content_block_delta",
+                "index": index,
+                "delta": {"type": "text_delta", "text": block["text"]},
+            },
         )
     elif block["type"] == "tool_use":
         empty = {**block, "input": {}}

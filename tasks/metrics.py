@@ -56,7 +56,9 @@ class RunReport(BaseModel):
     metrics: RunMetrics
 
 
-def critical_path(durations: dict[str, float], deps: dict[str, list[str]], order: list[str]) -> tuple[float, list[str]]:
+def critical_path(
+    durations: dict[str, float], deps: dict[str, list[str]], order: list[str]
+) -> tuple[float, list[str]]:
     """Longest path by summed duration; `order` must be topological."""
     finish: dict[str, float] = {}
     via: dict[str, str | None] = {}
@@ -114,7 +116,8 @@ def report_markdown(report: RunReport) -> str:
         "**OFFLINE MODEL: placeholder documents, not a real app.**" if offline else "",
         f"Idea: {report.idea[:300]}",
         "",
-        "| wall s | critical path s | efficiency | agents s (sum) | requests | commits | cost USD | cached |",
+        "| wall s | critical path s | efficiency | agents s (sum) | requests | commits "
+        "| cost USD | cached |",
         "|---|---|---|---|---|---|---|---|",
         f"| {m.wall_s:.2f} | {m.critical_path_s:.2f} | {m.parallel_efficiency:.2f} | "
         f"{m.sum_agent_s:.2f} | {m.model_requests} | {m.commits} | {m.cost_usd:.4f} | "

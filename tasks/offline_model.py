@@ -151,7 +151,7 @@ def handle(request: httpx2.Request) -> httpx2.Response:
         )
     try:
         body = json.loads(request.content)
-        body["model"], body["max_tokens"], body["messages"][0]  # noqa: B018 - required fields
+        body["model"], body["max_tokens"], body["messages"][0]
     except (ValueError, KeyError, IndexError, TypeError):
         return httpx2.Response(
             400,

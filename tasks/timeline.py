@@ -33,7 +33,9 @@ def render_timeline(
         x = _LABEL + a.started_s * scale
         w = max(1.0, a.duration_s * scale)
         stroke = ' stroke="#000" stroke-width="2"' if a.role in on_path else ""
-        out.append(f'<text x="4" y="{y + 12}">{escape(a.role)}{" (cached)" if a.cached else ""}</text>')
+        out.append(
+            f'<text x="4" y="{y + 12}">{escape(a.role)}{" (cached)" if a.cached else ""}</text>'
+        )
         out.append(
             f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{_ROW - 4}" '
             f'fill="{colour.get(a.phase, "#999")}"{stroke}><title>{escape(a.role)}: '

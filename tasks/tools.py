@@ -141,7 +141,9 @@ def call_tool(view: AgentView, name: str, args: Any) -> str | Submission:
     )
 
 
-def _str(args: dict[str, Any], key: str, *, required: bool = True, allow_empty: bool = False) -> str:
+def _str(
+    args: dict[str, Any], key: str, *, required: bool = True, allow_empty: bool = False
+) -> str:
     if key not in args:
         if required:
             raise KeyError(key)

@@ -15,8 +15,8 @@ import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from tasks.logs import run_logger
 
+from tasks.logs import run_logger
 
 STORE_DIR = ".tasks"
 LOCK_NAME = "lock"
@@ -36,7 +36,11 @@ def check_path(path: str) -> str:
         raise PathRejected("the path is empty")
     if "\x00" in path or "\\" in path:
         raise PathRejected(f"{path!r} has a NUL or a backslash; use plain '/'-separated paths")
-    if path.startswith("/") or PurePosixPath(path).is_absolute() or (len(path) > 1 and path[1] == ":"):
+    if (
+        path.startswith("/")
+        or PurePosixPath(path).is_absolute()
+        or (len(path) > 1 and path[1] == ":")
+    ):
         raise PathRejected(f"{path!r} is absolute; write paths relative to the project root")
     parts = PurePosixPath(path).parts
     if ".." in parts:

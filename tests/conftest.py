@@ -65,7 +65,17 @@ def prefect_server() -> Iterator[str]:
     env = {**os.environ, **_QUIET_SERVICES, "PREFECT_UI_ENABLED": "false"}
     log = open(_HOME / "server.log", "wb")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(_PORT)],
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(_PORT),
+        ],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -46,7 +46,9 @@ def run_cli(*args: str) -> dict[str, object]:
     return report
 
 
-def test_offline_build_commits_each_phase_and_records_everything(tmp_path: Path, unique_idea: str) -> None:
+def test_offline_build_commits_each_phase_and_records_everything(
+    tmp_path: Path, unique_idea: str
+) -> None:
     workdir = tmp_path / "app"
     result = build_app(idea=unique_idea, workdir=str(workdir))
 
@@ -68,7 +70,9 @@ def test_offline_build_commits_each_phase_and_records_everything(tmp_path: Path,
     for commit in result.commits:
         lines = trailers(workdir, commit.sha)
         assert f"Agentmill-Run: {result.run_id}" in lines
-        keys = {line.split()[1]: line.split("key=")[1].split()[0] for line in lines if "Agent:" in line}
+        keys = {
+            line.split()[1]: line.split("key=")[1].split()[0] for line in lines if "Agent:" in line
+        }
         assert set(keys) == set(commit.agents)
         for role, key in keys.items():
             entry = manifest["agents"][role]
@@ -88,7 +92,9 @@ def test_offline_build_commits_each_phase_and_records_everything(tmp_path: Path,
     )
     assert metrics["sum_agent_s"] >= metrics["critical_path_s"]
     for agent in report["agents"]:
-        assert {"role", "phase", "model", "cached", "duration_s", "tokens", "cost_usd"} <= set(agent)
+        assert {"role", "phase", "model", "cached", "duration_s", "tokens", "cost_usd"} <= set(
+            agent
+        )
         assert agent["cached"] is False and agent["tokens"] > 0
     assert (workdir / ".tasks" / "report.timeline.svg").read_text().startswith("<svg")
     # the offline model read its dependencies before writing
@@ -153,14 +159,17 @@ def test_a_cyclic_team_is_refused_before_anything_runs(tmp_path: Path, unique_id
             role.depends_on = ["UX_RESEARCHER"]
     block = f"cyclic-{uuid.uuid4().hex[:8]}"
     team.save(block)
-    with pytest.raises(PlanError, match="cycle: .*PM.*UX_RESEARCHER"):
+    with pytest.raises(PlanError, match=r"cycle: .*PM.*UX_RESEARCHER"):
         build_app(idea=unique_idea, workdir=str(tmp_path / "app"), team=block)
     assert not (tmp_path / "app").exists()
 
 
 def test_a_second_live_run_on_the_same_workdir_fails_fast(tmp_path: Path, unique_idea: str) -> None:
     workdir = tmp_path / "app"
-    with workspace_lock(workdir, "the-other-run"), pytest.raises(WorkspaceBusy, match="the-other-run"):
+    with (
+        workspace_lock(workdir, "the-other-run"),
+        pytest.raises(WorkspaceBusy, match="the-other-run"),
+    ):
         build_app(idea=unique_idea, workdir=str(workdir))
     assert not (workdir / "docs").exists()
 
@@ -172,7 +181,10 @@ def test_an_unknown_team_block_says_how_to_fix_it(tmp_path: Path, unique_idea: s
 
 def test_cli_help_documents_every_option() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "flows.build_app", "--help"], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "flows.build_app", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0
     for option in ("--workdir", "--team", "--provider", "--credentials", "--budget-usd", "--fresh"):

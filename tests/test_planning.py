@@ -9,15 +9,25 @@ from tasks.agent import pointer_tokens
 from tasks.planning import PlanError, plan_phases
 
 
-def _role(id: str, phase: str = "planning", deps: list[str] | None = None, tier: str = "haiku") -> Role:
-    return Role(id=id, title=id, phase=phase, track="t", tier=tier, depends_on=deps or [], instructions="x")
+def _role(
+    id: str, phase: str = "planning", deps: list[str] | None = None, tier: str = "haiku"
+) -> Role:
+    return Role(
+        id=id, title=id, phase=phase, track="t", tier=tier, depends_on=deps or [], instructions="x"
+    )
 
 
 def test_default_team_is_a_software_company() -> None:
     team = default_team()
     plan = plan_phases(team)
     assert len(plan.order) >= 30
-    assert [p.name for p in plan.phases] == ["planning", "architecture", "implementation", "quality", "ops"]
+    assert [p.name for p in plan.phases] == [
+        "planning",
+        "architecture",
+        "implementation",
+        "quality",
+        "ops",
+    ]
     implementation = next(p for p in plan.phases if p.name == "implementation")
     tracks = {t.name for t in implementation.tracks}
     assert {"web_ui", "core_api", "core_systems", "platform", "integrations"} <= tracks

@@ -164,9 +164,7 @@ class FakeMessagesAPI:
         if not body.get("stream"):
             await self._wait(delay)
             return Response(message_json(reply), media_type="application/json")
-        return StreamingResponse(
-            self._events(reply, delay, fault), media_type=SSE_CONTENT_TYPE
-        )
+        return StreamingResponse(self._events(reply, delay, fault), media_type=SSE_CONTENT_TYPE)
 
     async def _wait(self, delay: float) -> None:
         self.in_flight += 1

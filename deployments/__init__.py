@@ -1,0 +1,1 @@
+"""Deployments: `python -m deployments.serve` serves every flow in one process."""
