@@ -1,6 +1,6 @@
 """Serve agentmill's flows from this process, no work pool needed.
 
-    python -m deployments.serve
+python -m deployments.serve
 """
 
 from __future__ import annotations
