@@ -12,23 +12,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextvars
+import inspect
 import sys
 import time
 import unicodedata
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
-from prefect import flow
+from prefect import Flow
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.context import FlowRunContext
 from pydantic import BaseModel, Field, field_validator
 
 from blocks.team import AgentTeam, default_team
 from flows.run_phase import run_phase
+from tasks.boundary import recover_interrupted_phase
+from tasks.budget import Budget, BudgetExhausted, use_budget
 from tasks.dataflow import Build, active_build
-from tasks.git import head_commit, open_repo, tree_of
+from tasks.git import head_commit, open_repo, refuse_unsafe_state, tree_of
 from tasks.llm import Endpoint, ProviderChoice, resolve_endpoint, use_endpoint
 from tasks.logs import run_logger
 from tasks.metrics import (
@@ -42,10 +45,12 @@ from tasks.metrics import (
 from tasks.planning import plan_phases
 from tasks.store import Manifest, Store, now_iso
 from tasks.timeline import render_timeline
-from tasks.workspace import workspace_lock
+from tasks.workspace import prepare_workdir, workspace_lock
 
 MAX_IDEA_CHARS = 20_000
 T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class BuildRequest(BaseModel):
@@ -105,8 +110,28 @@ def load_team(name: str) -> AgentTeam:
     return team
 
 
-@flow(name="build_app", log_prints=True)
-def build_app(
+class _CheckedFlow(Flow[P, R]):
+    """A flow whose request is validated before Prefect creates a run for it.
+
+    Prefect validates parameters only after the run exists, and refuses a
+    run whose parameters pass 512 KB; checking first turns an empty or 1 MB
+    idea into BuildRequest's message, with nothing created or written.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        call = {k: v for k, v in kwargs.items() if k not in ("return_state", "wait_for")}
+        bound = inspect.signature(self.fn).bind(*args, **call)
+        bound.apply_defaults()
+        _request(**bound.arguments)
+        return super().__call__(*args, **kwargs)
+
+
+def _request(**arguments: Any) -> BuildRequest:
+    arguments["workdir"] = Path(arguments["workdir"])
+    return BuildRequest(**arguments)
+
+
+def _build_app(
     idea: str,
     workdir: str = "out/app",
     team: str = "default",
@@ -126,9 +151,9 @@ def build_app(
         fresh: Start from the current HEAD instead of the base recorded in the manifest.
         credentials: Name of an AnthropicCredentials block; default ANTHROPIC_API_KEY.
     """
-    request = BuildRequest(
+    request = _request(
         idea=idea,
-        workdir=Path(workdir),
+        workdir=workdir,
         team=team,
         provider=provider,
         budget_usd=budget_usd,
@@ -136,6 +161,9 @@ def build_app(
         credentials=credentials,
     )
     return _run_coroutine(_build(request))
+
+
+build_app: Flow[..., BuildResult] = _CheckedFlow(fn=_build_app, name="build_app", log_prints=True)
 
 
 def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
@@ -157,10 +185,13 @@ async def _build(request: BuildRequest) -> BuildResult:
     _announce(endpoint, log)
     team = load_team(request.team)
     plan = plan_phases(team)
-    workdir = request.workdir.resolve()
+    workdir = prepare_workdir(request.workdir)
     repo = open_repo(workdir)
     store = Store(workdir)
-    with workspace_lock(workdir, run_id), use_endpoint(endpoint):
+    budget = Budget(request.budget_usd) if request.budget_usd else None
+    with workspace_lock(workdir, run_id), use_endpoint(endpoint), use_budget(budget):
+        recover_interrupted_phase(workdir)
+        refuse_unsafe_state(repo)
         previous = store.load_manifest()
         if previous is not None and not request.fresh:
             base_commit, base_tree = previous.base_commit, previous.base_tree
@@ -200,6 +231,15 @@ async def _build(request: BuildRequest) -> BuildResult:
         manifest.finished_at = now_iso()
         store.save_manifest(manifest)
         result = await _report(build, wall, request, endpoint)
+    if failures and budget is not None and budget.exhausted:
+        committed = ", ".join(c.phase for c in build.commits) or "none"
+        raise BudgetExhausted(
+            f"stopped: the budget of ${budget.limit_usd:.4f} is spent (${budget.spent_usd:.4f} "
+            f"spent, ${budget.remaining_usd:.4f} remains); phases committed: {committed}. "
+            "Rerun with a larger --budget-usd to continue from the cache",
+            spent=budget.spent_usd,
+            limit=budget.limit_usd,
+        )
     if failures:
         raise RuntimeError(
             f"build failed ({len(failures)} phase(s) not committed); committed phases stay; "
@@ -291,15 +331,22 @@ def main(argv: list[str] | None = None) -> int:
         BuildRequest(idea=args.idea, workdir=Path(args.workdir))
     except ValueError as exc:
         parser.error(str(exc))
-    result = build_app(
-        idea=args.idea,
-        workdir=args.workdir,
-        team=args.team,
-        provider=args.provider,
-        budget_usd=args.budget_usd,
-        fresh=args.fresh,
-        credentials=args.credentials,
-    )
+    try:
+        result = build_app(
+            idea=args.idea,
+            workdir=args.workdir,
+            team=args.team,
+            provider=args.provider,
+            budget_usd=args.budget_usd,
+            fresh=args.fresh,
+            credentials=args.credentials,
+        )
+    except BudgetExhausted as exc:
+        print(f"agentmill: {exc}", file=sys.stderr)
+        return 3
+    except (ValueError, RuntimeError) as exc:  # our errors say what to fix; no traceback needed
+        print(f"agentmill: error: {exc}", file=sys.stderr)
+        return 1
     m = result.metrics
     print(
         f"{result.status}: {m.commits} commits in {result.workdir}; {len(result.agents)} agents "

@@ -20,6 +20,7 @@ from prefect.context import TaskRunContext
 from pydantic import BaseModel, Field
 
 from blocks.team import Role
+from tasks.budget import call_estimate, current_budget
 from tasks.llm import (
     ModelRequest,
     Provider,
@@ -175,14 +176,25 @@ async def run_tool_loop(job: AgentJob, policy: RetryPolicy | None = None) -> Age
     def count_request() -> None:
         usage.requests += 1
 
+    budget = current_budget() if job.provider != "offline" else None
+    last_tool_error = ""
     for _turn in range(settings.max_turns):
-        reply = await stream_message(
-            client,
-            request,
-            policy=policy or RetryPolicy(),
-            who=f"agent {role.id}",
-            on_attempt=count_request,
-        )
+        hold = budget.reserve(f"agent {role.id}", call_estimate(request)) if budget else 0
+        reply_cost = 0.0
+        try:
+            reply = await stream_message(
+                client,
+                request,
+                policy=policy or RetryPolicy(),
+                who=f"agent {role.id}",
+                on_attempt=count_request,
+            )
+            this_call = Usage()
+            this_call.add_message(reply)
+            reply_cost = cost_usd(settings.model, this_call, job.provider)
+        finally:
+            if budget:
+                budget.settle(hold, reply_cost)
         usage.add_message(reply)
         if usage.total_tokens > settings.max_agent_tokens:
             raise AgentError(
@@ -197,6 +209,8 @@ async def run_tool_loop(job: AgentJob, policy: RetryPolicy | None = None) -> Age
             }
         )
         results, submission = _run_tools(view, reply)
+        errors = [r["content"] for r in results if r.get("is_error")]
+        last_tool_error = errors[-1] if errors else last_tool_error
         if submission is not None:
             output = AgentOutput(
                 role=role.id,
@@ -224,8 +238,9 @@ async def run_tool_loop(job: AgentJob, policy: RetryPolicy | None = None) -> Age
             messages.append({"role": "user", "content": "Call submit now to finish your work."})
         else:
             messages.append({"role": "user", "content": results})
+    hint = f" (its last tool error: {last_tool_error})" if last_tool_error else ""
     raise AgentError(
-        f"agent {role.id} did not call submit within {settings.max_turns} turns; "
+        f"agent {role.id} did not submit within {settings.max_turns} turns{hint}; "
         "its instructions may be too broad, or raise max_turns in the team"
     )
 

@@ -1,18 +1,26 @@
 """The phase boundary: apply a phase's change sets, record them, and make one commit.
 
-All paths of the phase are validated before anything is written (see
-`apply_files`); the commit's trailers tie each agent's work to its cache key,
-model, tokens and cost, so `git log` alone can say what a run did and paid.
+Everything that can refuse the phase (a bad path, a key-shaped string) runs
+before the first byte is written. The writes themselves are journaled in
+`.tasks/pending-phase.json` until the commit exists, so a process killed in
+the middle leaves a record the next run uses to put the tree back as HEAD has
+it: no half-applied phase survives. The commit's trailers tie each agent's
+work to its cache key, model, tokens and cost.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tasks.agent import AgentOutput
-from tasks.git import commit_paths
+from tasks.git import commit_paths, restore_paths
+from tasks.logs import run_logger
+from tasks.secret_scan import SecretFound, scan_text
 from tasks.store import Store
-from tasks.workspace import apply_files
+from tasks.workspace import STORE_DIR, atomic_write_json, plan_writes, write_all
+
+JOURNAL = "pending-phase.json"
 
 
 def commit_message(phase: str, outputs: list[AgentOutput], run_id: str, provider: str) -> str:
@@ -32,12 +40,58 @@ def commit_message(phase: str, outputs: list[AgentOutput], run_id: str, provider
     return "\n".join(lines) + "\n"
 
 
+def refuse_secrets(outputs: list[AgentOutput]) -> None:
+    findings = [
+        (o.role, finding)
+        for o in outputs
+        for path, content in sorted(o.files.items())
+        for finding in scan_text(path, content)
+    ]
+    if findings:
+        listed = "; ".join(f"agent {role}: {finding}" for role, finding in findings[:5])
+        raise SecretFound(
+            f"not committed: {listed}. Remove the secret from the agent's input or "
+            "instructions (keys belong in blocks or env vars), then rerun"
+        )
+
+
 def commit_phase(
     workdir: Path, store: Store, phase: str, outputs: list[AgentOutput], run_id: str, provider: str
 ) -> str | None:
     """Apply, record and commit one phase; None when nothing changed against HEAD."""
-    written = apply_files(workdir, {o.role: o.files for o in outputs})
-    recorded = [path for o in outputs for path in store.save_output(o)]
-    return commit_paths(
-        workdir, written + recorded, commit_message(phase, outputs, run_id, provider)
-    )
+    writes = plan_writes(workdir, {o.role: o.files for o in outputs})
+    refuse_secrets(outputs)
+    records = [path for o in outputs for path in store.output_paths(o.role)]
+    paths = sorted(writes) + records
+    journal = workdir / STORE_DIR / JOURNAL
+    atomic_write_json(journal, {"phase": phase, "run_id": run_id, "paths": paths})
+    try:
+        write_all(writes)
+        for output in outputs:
+            store.save_output(output)
+        sha = commit_paths(workdir, paths, commit_message(phase, outputs, run_id, provider))
+    except BaseException:
+        restore_paths(workdir, paths)
+        journal.unlink(missing_ok=True)
+        raise
+    journal.unlink(missing_ok=True)
+    return sha
+
+
+def recover_interrupted_phase(workdir: Path) -> None:
+    """Undo the writes of a phase whose process died before its commit."""
+    journal = workdir / STORE_DIR / JOURNAL
+    if not journal.exists():
+        return
+    try:
+        pending = json.loads(journal.read_text())
+        paths = [str(p) for p in pending["paths"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        pending, paths = {}, []
+    restore_paths(workdir, paths)
+    journal.unlink()
+    run_logger("agentmill.boundary").warning(
+        "rolled back %d files of phase %s, left half-applied by run %s that stopped "
+        "before its commit; this run applies the phase again from the cache",
+        len(paths), pending.get("phase", "?"), pending.get("run_id", "?"),
+    )  # fmt: skip

@@ -16,7 +16,59 @@ AGENTMILL = git.Actor("agentmill", "agentmill@users.noreply.localhost")
 
 # Run state that must never be committed: it changes on every run (times,
 # session ids), so committing it would turn a fully cached rerun into a commit.
-_EXCLUDES = ("/.tasks/manifest.json", "/.tasks/report.*", "/.tasks/lock", "/.tasks/*.tmp")
+_EXCLUDES = (
+    "/.tasks/manifest.json",
+    "/.tasks/report.*",
+    "/.tasks/lock",
+    "/.tasks/pending-phase.json",
+    "/.tasks/.*.tmp",
+)
+
+
+class RepoStateError(ValueError):
+    """The repository is in a state agentmill must not build on; the message says why."""
+
+
+def refuse_unsafe_state(repo: git.Repo) -> None:
+    """Never build over the user's uncommitted work, and never commit onto a detached HEAD."""
+    if repo.head.is_detached:
+        raise RepoStateError(
+            f"{repo.working_tree_dir} is on a detached HEAD; check out a branch first "
+            "(e.g. git switch -c agentmill) so phase commits land on it"
+        )
+    dirty = set(repo.untracked_files)
+    dirty.update(str(d.a_path) for d in repo.index.diff(None))
+    if head_commit(repo):
+        dirty.update(str(d.a_path) for d in repo.index.diff("HEAD"))
+    else:
+        dirty.update(str(path) for path, _stage in repo.index.entries)
+    if dirty:
+        shown = ", ".join(sorted(dirty)[:5]) + (" ..." if len(dirty) > 5 else "")
+        raise RepoStateError(
+            f"{repo.working_tree_dir} has uncommitted changes ({shown}); agentmill never "
+            "overwrites your work: commit or stash them, or use another workdir"
+        )
+
+
+def restore_paths(workdir: Path, paths: list[str]) -> None:
+    """Put paths back as HEAD has them; delete those HEAD does not have."""
+    if not paths:
+        return
+    repo = git.Repo(workdir)
+    try:
+        head = head_commit(repo)
+        tracked = set(repo.git.ls_tree("-r", "--name-only", head).splitlines()) if head else set()
+        if head:
+            repo.git.reset("-q", head, "--", *paths)  # unstage whatever the killed run added
+        else:
+            repo.git.rm("--cached", "-q", "--ignore-unmatch", "--", *paths)
+        for path in paths:
+            if path in tracked:
+                repo.git.checkout(head, "--", path)
+            else:
+                (workdir / path).unlink(missing_ok=True)
+    finally:
+        repo.close()
 
 
 def open_repo(workdir: Path) -> git.Repo:

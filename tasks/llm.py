@@ -37,6 +37,10 @@ class ModelCallError(RuntimeError):
     """A model request failed for good; the message says what to do about it."""
 
 
+class MalformedStream(RuntimeError):
+    """An event of the streamed reply could not be parsed (a proxy or a network cut it)."""
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where model requests go. `repr` never shows the key (SecretStr)."""
@@ -234,6 +238,8 @@ def classify(exc: BaseException, model: str, timeout_s: float) -> Fault:
     """Sort a failure into transient (retry) or permanent (say what to fix)."""
     if isinstance(exc, TimeoutError):
         return Fault(True, f"no complete reply within the tier timeout of {timeout_s:g}s")
+    if isinstance(exc, MalformedStream):
+        return Fault(True, f"malformed event in the stream ({exc})")
     if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
         return Fault(True, f"connection error ({type(exc).__name__})")
     if isinstance(exc, anthropic.APIStatusError):
@@ -348,6 +354,9 @@ async def _stream_once(client: anthropic.AsyncAnthropic, request: ModelRequest) 
         tools=request.tools,  # type: ignore[arg-type]
         max_tokens=request.max_tokens,
     ) as stream:
-        async for _event in stream:
-            pass  # consuming events keeps the read timeout per chunk, not per reply
+        try:
+            async for _event in stream:
+                pass  # consuming events keeps the read timeout per chunk, not per reply
+        except ValueError as exc:  # JSONDecodeError and pydantic's ValidationError
+            raise MalformedStream(type(exc).__name__) from exc
         return await stream.get_final_message()

@@ -102,7 +102,14 @@ class AgentView:
             path = check_path(path)
         except PathRejected as exc:
             raise ToolError(f"write refused: {exc}") from None
-        size = len(content.encode())
+        try:
+            size = len(content.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ToolError(
+                f"write refused: {path} is not valid UTF-8 text; write text files only"
+            ) from None
+        if "\x00" in content:
+            raise ToolError(f"write refused: {path} holds NUL bytes; write text files only")
         if size > self.limits.max_file_bytes:
             raise ToolError(
                 f"write refused: {path} is {size} bytes, over the cap of "

@@ -30,6 +30,30 @@ class WorkspaceBusy(RuntimeError):
     """Another live run holds the workdir's lock."""
 
 
+class WorkdirError(ValueError):
+    """The workdir cannot be used as it is; the message says what to change."""
+
+
+def prepare_workdir(workdir: Path) -> Path:
+    """Create the workdir if need be and prove it is a writable directory outside any .git."""
+    resolved = workdir.expanduser().resolve()
+    if ".git" in resolved.parts:
+        raise WorkdirError(
+            f"{workdir} is inside a .git directory; pass a directory outside git's own data"
+        )
+    if resolved.exists() and not resolved.is_dir():
+        raise WorkdirError(f"{workdir} is a file, not a directory; pass a directory path")
+    try:
+        resolved.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=resolved):
+            pass
+    except OSError as exc:
+        raise WorkdirError(
+            f"cannot write to {workdir} ({exc.strerror or exc}); pass a directory you can write to"
+        ) from exc
+    return resolved
+
+
 def check_path(path: str) -> str:
     """The normalised relative path, or PathRejected saying what is wrong with it."""
     if not path or not path.strip():
@@ -87,13 +111,15 @@ def atomic_write_json(path: Path, data: object) -> None:
     atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
-def apply_files(workdir: Path, changes: dict[str, dict[str, str]]) -> list[str]:
-    """Apply the change sets of one phase ({role: {path: content}}), all or nothing.
+Writes = dict[str, tuple[Path, str]]
 
-    Every path is checked before the first byte is written; the error names the
-    agent and the path. Returns the paths written, sorted.
+
+def plan_writes(workdir: Path, changes: dict[str, dict[str, str]]) -> Writes:
+    """Check every path of a phase ({role: {path: content}}) before anything is written.
+
+    Returns {relative path: (target, content)}; the error names the agent and the path.
     """
-    targets: dict[Path, tuple[str, str]] = {}
+    writes: Writes = {}
     for role, files in changes.items():
         for path, content in files.items():
             try:
@@ -101,10 +127,20 @@ def apply_files(workdir: Path, changes: dict[str, dict[str, str]]) -> list[str]:
                 target = resolve_inside(workdir, relative)
             except PathRejected as exc:
                 raise PathRejected(f"agent {role} wrote a rejected path: {exc}") from exc
-            targets[target] = (relative, content)
-    for target, (_, content) in targets.items():
+            writes[relative] = (target, content)
+    return writes
+
+
+def write_all(writes: Writes) -> None:
+    for target, content in writes.values():
         atomic_write(target, content.encode())
-    return sorted(relative for relative, _ in targets.values())
+
+
+def apply_files(workdir: Path, changes: dict[str, dict[str, str]]) -> list[str]:
+    """Apply a phase's change sets, all or nothing as far as paths go; returns them sorted."""
+    writes = plan_writes(workdir, changes)
+    write_all(writes)
+    return sorted(writes)
 
 
 def _pid_alive(pid: int) -> bool:
