@@ -43,7 +43,7 @@ from tasks.metrics import (
     summarise,
 )
 from tasks.planning import plan_phases
-from tasks.store import Manifest, Store, now_iso
+from tasks.store import Manifest, PhaseEntry, Store, now_iso
 from tasks.timeline import render_timeline
 from tasks.workspace import prepare_workdir, workspace_lock
 
@@ -207,6 +207,13 @@ async def _build(request: BuildRequest) -> BuildResult:
             provider=endpoint.provider,
             base_commit=base_commit,
             base_tree=base_tree,
+            # A phase this run finds unchanged still lives in the commit that landed it.
+            phases={
+                name: PhaseEntry(status="pending", commit=entry.commit)
+                for name, entry in (
+                    previous.phases.items() if previous and not request.fresh else ()
+                )
+            },
         )
         store.save_manifest(manifest)
         build = Build(

@@ -192,7 +192,8 @@ class Build:
             self.store.save_manifest(self.manifest)
             done.set_result(False)
             raise
-        entry.status, entry.commit = ("committed", sha) if sha else ("unchanged", None)
+        entry.status = "committed" if sha else "unchanged"
+        entry.commit = sha or entry.commit  # unchanged: the commit that landed it before
         self.store.save_manifest(self.manifest)
         done.set_result(True)
         if sha is None:

@@ -1,0 +1,350 @@
+"""Faults survived, crashes resumed, secrets refused, budgets kept: whole runs against the fake API.
+
+The figures (faults injected, runs completed, requests per agent) are printed
+to the terminal; the README's "Reliability" section quotes them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from blocks.team import AgentTeam, Role, default_team
+from flows.build_app import build_app
+from tasks.budget import BudgetExhausted
+from tasks.llm import RetryPolicy
+from tasks.offline_model import scripted_reply
+from tasks.planning import plan_phases
+from tasks.workspace import STORE_DIR, WorkspaceBusy, workspace_lock
+from tests.fakes.messages_api import FakeMessagesAPI, Fault, role_of
+
+ROOT = Path(__file__).resolve().parents[1]
+ATTEMPTS = RetryPolicy().max_attempts
+
+
+def git(workdir: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=workdir, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Any:
+    with FakeMessagesAPI() as fake:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-reliability")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.base_url)
+        yield fake
+
+
+def report_line(capsys: pytest.CaptureFixture[str], text: str) -> None:
+    with capsys.disabled():
+        print(f"\n[reliability] {text}")
+
+
+def save_team(team: AgentTeam, prefix: str) -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    team.save(name)
+    return name
+
+
+FAULTS = [
+    [Fault(status=429, headers={"retry-after": "0.2"})] * 3,  # a burst
+    [Fault(status=529)],
+    [Fault(status=500)],
+    [Fault(status=502)],
+    [Fault(status=503)],
+    [Fault(kind="reset")],
+    [Fault(kind="slow", delay_s=2.5)],  # past the 1.5 s tier timeout below
+    [Fault(kind="malformed")],
+    [Fault(kind="error_event", error_type="overloaded_error")],
+]
+
+
+def test_a_run_survives_every_transient_fault_without_multiplying_retries(
+    api: FakeMessagesAPI, tmp_path: Path, unique_idea: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    team = default_team()
+    team.tier_timeouts_s = {"opus": 1.5, "sonnet": 1.5, "haiku": 1.5}
+    plan = plan_phases(team)
+    injected: Counter[str] = Counter()
+    per_role: dict[str, int] = {}
+    for i, role in enumerate(plan.order):
+        faults = FAULTS[i % len(FAULTS)]
+        api.fail_role(role, *faults)
+        per_role[role] = len(faults)
+        injected.update(f.kind if f.kind != "status" else str(f.status) for f in faults)
+
+    result = build_app(
+        idea=unique_idea, workdir=str(tmp_path / "app"), team=save_team(team, "faulty")
+    )
+
+    assert result.status == "completed" and len(result.commits) == len(plan.phases)
+    seen = api.requests_by_role()
+    for role in plan.order:  # 3 answered requests + exactly one retry per injected fault
+        assert seen[role] == 3 + per_role[role], role
+    assert max(seen.values()) <= 3 + ATTEMPTS - 1
+    assert all(
+        (tmp_path / "app" / "docs" / f"{r.lower().replace('_', '-')}.md").exists()
+        for r in plan.order
+    )
+    assert git(tmp_path / "app", "status", "--porcelain") == ""
+    report_line(
+        capsys,
+        f"faults injected: {sum(injected.values())} ({dict(injected)}); run completed: 1/1; "
+        f"requests per agent: max {max(seen.values())} (3 answered + its faults; bound "
+        f"{3 + ATTEMPTS - 1}); agents committed: {len(plan.order)}/{len(plan.order)}",
+    )
+
+
+def test_a_fault_that_does_not_pass_fails_its_agent_and_keeps_earlier_phases(
+    api: FakeMessagesAPI, tmp_path: Path, unique_idea: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workdir = tmp_path / "app"
+    api.fail_role("API_DEV", *[Fault(status=529)] * 20)
+    with pytest.raises(
+        RuntimeError,
+        match=rf"agent API_DEV: server error \(529\), still failing after {ATTEMPTS} attempts",
+    ):
+        build_app(idea=unique_idea, workdir=str(workdir))
+    assert api.requests_by_role()["API_DEV"] == ATTEMPTS
+    subjects = git(workdir, "log", "--format=%s").splitlines()
+    assert subjects == [
+        "agentmill: architecture phase (5 agents)",
+        "agentmill: planning phase (2 agents)",
+    ]
+    assert git(workdir, "status", "--porcelain") == ""
+    manifest = json.loads((workdir / STORE_DIR / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and manifest["agents"]["API_DEV"]["status"] == "failed"
+    assert manifest["agents"]["UNIT_TEST_DEV"]["status"] == "skipped"
+
+    # The fault passes: the rerun runs only what is missing.
+    api.fail_role("API_DEV")
+    api._role_faults.clear()
+    before = len(api.requests)
+    result = build_app(idea=unique_idea, workdir=str(workdir))
+    rerun = Counter(r.role for r in api.requests[before:])
+    expected = {"API_DEV"} | plan_phases(default_team()).descendants("API_DEV")
+    assert set(rerun) == expected and result.metrics.commits == 3
+    report_line(
+        capsys,
+        f"persistent 529 on API_DEV: {ATTEMPTS} requests then a clear failure; 2 phases kept; "
+        f"rerun after it passed ran {len(expected)} agents, {sum(rerun.values())} requests",
+    )
+
+
+def test_sigkill_mid_implementation_then_rerun_resumes_exactly_once(
+    api: FakeMessagesAPI, tmp_path: Path, unique_idea: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workdir = tmp_path / "app"
+    hang = {"on": True}
+    api.latency = lambda body: 60.0 if hang["on"] and role_of(body) == "WEB_DEV" else 0.0
+    command = [sys.executable, "-m", "flows.build_app", unique_idea, "--workdir", str(workdir)]
+    first = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        web_dev_waiting = any(r.role == "WEB_DEV" for r in api.requests)
+        if (
+            web_dev_waiting
+            and (workdir / ".git").exists()
+            and len(git(workdir, "log", "--format=%H", "--all").split()) >= 2
+        ):
+            break
+        time.sleep(0.1)
+    else:
+        first.kill()
+        pytest.fail("the first run never reached the implementation phase")
+    time.sleep(1.0)  # let the fast implementation agents finish and persist their results
+    finished = {role for role, n in api.requests_by_role().items() if n >= 3}
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert json.loads((workdir / STORE_DIR / "lock").read_text())["pid"] == first.pid
+    commits_before = git(workdir, "log", "--format=%s").splitlines()
+    assert commits_before == [
+        "agentmill: architecture phase (5 agents)",
+        "agentmill: planning phase (2 agents)",
+    ]
+
+    hang["on"] = False
+    before = len(api.requests)
+    rerun = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "clearing a stale lock" in rerun.stdout + rerun.stderr
+
+    report = json.loads((workdir / STORE_DIR / "report.json").read_text())
+    cached = {a["role"] for a in report["agents"] if a["cached"]}
+    assert finished <= cached  # everything that finished before the kill was reused
+    ran = {r.role for r in api.requests[before:]}
+    assert "WEB_DEV" in ran and not (ran & finished)
+    subjects = git(workdir, "log", "--format=%s").splitlines()
+    assert len(subjects) == len(set(subjects)) == 5  # each phase committed exactly once
+    assert git(workdir, "status", "--porcelain") == ""
+    manifest = json.loads((workdir / STORE_DIR / "manifest.json").read_text())
+    assert [
+        manifest["phases"][p]["commit"]
+        for p in ("planning", "architecture", "implementation", "quality", "ops")
+    ] == git(workdir, "log", "--reverse", "--format=%H").split()
+    report_line(
+        capsys,
+        f"SIGKILL mid-implementation: {len(finished)} finished agents reused from the cache, "
+        f"{len(ran)} agents ran on resume, 5 phases committed once each, tree clean",
+    )
+
+
+def test_a_half_applied_phase_from_a_dead_run_is_rolled_back(
+    tmp_path: Path, unique_idea: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    workdir = tmp_path / "app"
+    build_app(idea=unique_idea, workdir=str(workdir))
+    head = git(workdir, "rev-parse", "HEAD")
+    (workdir / "docs" / "pm.md").write_text("half-written by a killed run")
+    (workdir / "docs" / "stray.md").write_text("written by a killed run, never committed")
+    journal = {"phase": "planning", "run_id": "dead-run", "paths": ["docs/pm.md", "docs/stray.md"]}
+    (workdir / STORE_DIR / "pending-phase.json").write_text(json.dumps(journal))
+
+    result = build_app(idea=unique_idea, workdir=str(workdir))
+
+    assert result.metrics.commits == 0 and git(workdir, "rev-parse", "HEAD") == head
+    assert not (workdir / "docs" / "stray.md").exists()
+    assert "half-written" not in (workdir / "docs" / "pm.md").read_text()
+    assert git(workdir, "status", "--porcelain") == ""
+
+    assert "rolled back 2 files of phase planning, left half-applied by run dead-run" in caplog.text
+
+
+def test_a_stale_lock_is_cleared_and_a_live_one_refuses(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    lock = tmp_path / STORE_DIR / "lock"
+    lock.parent.mkdir()
+    lock.write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename, "run_id": "ghost"}))
+    with caplog.at_level("WARNING"), workspace_lock(tmp_path, "me"):
+        assert json.loads(lock.read_text())["run_id"] == "me"
+    assert "clearing a stale lock" in caplog.text and "ghost" in caplog.text
+    assert not lock.exists()
+
+    lock.write_text(
+        json.dumps({"pid": os.getpid(), "host": os.uname().nodename, "run_id": "alive"})
+    )
+    with pytest.raises(WorkspaceBusy, match="in use by run alive"), workspace_lock(tmp_path, "me"):
+        pass
+    assert json.loads(lock.read_text())["run_id"] == "alive"
+
+
+def _two_phase_team(second_tier: str = "haiku") -> AgentTeam:
+    return AgentTeam(
+        roles=[
+            Role(
+                id="FIRST",
+                title="First",
+                phase="planning",
+                track="p",
+                tier="sonnet",
+                instructions="plan",
+            ),
+            Role(
+                id="SECOND",
+                title="Second",
+                phase="architecture",
+                track="a",
+                tier=second_tier,
+                depends_on=["FIRST"],
+                instructions="design",
+            ),
+        ]
+    )
+
+
+def test_a_key_shaped_string_blocks_its_phase_and_names_file_and_line(
+    api: FakeMessagesAPI, tmp_path: Path, unique_idea: str
+) -> None:
+    leaked = "sk-ant-api03-" + "Q" * 48
+
+    def leaky(body: dict[str, Any]) -> dict[str, Any]:
+        reply = scripted_reply(body)
+        if role_of(body) == "SECOND":
+            for block in reply["content"]:
+                if block.get("name") == "write_file":
+                    block["input"]["content"] = f"# config\n\nANTHROPIC_API_KEY={leaked}\n"
+        return reply
+
+    api.script = leaky
+    workdir = tmp_path / "app"
+    with pytest.raises(RuntimeError) as info:
+        build_app(
+            idea=unique_idea, workdir=str(workdir), team=save_team(_two_phase_team(), "leaky")
+        )
+    message = str(info.value)
+    assert (
+        "agent SECOND: docs/second.md line 3 holds what looks like an Anthropic API key" in message
+    )
+    assert leaked not in message and leaked[:20] not in message
+    assert git(workdir, "log", "--format=%s").splitlines() == [
+        "agentmill: planning phase (1 agents)"
+    ]
+    assert not (workdir / "docs" / "second.md").exists()
+    assert git(workdir, "status", "--porcelain") == ""
+
+
+def test_the_budget_stops_before_the_call_that_could_cross_it_and_a_rerun_continues(
+    api: FakeMessagesAPI, tmp_path: Path, unique_idea: str
+) -> None:
+    workdir = tmp_path / "app"
+    team = save_team(_two_phase_team(second_tier="opus"), "budget")
+    # FIRST (sonnet) may reserve ~$0.084 a call; SECOND's first opus call ~$0.165 cannot fit.
+    with pytest.raises(BudgetExhausted) as info:
+        build_app(idea=unique_idea, workdir=str(workdir), team=team, budget_usd=0.12)
+    message = str(info.value)
+    assert "stopped: the budget of $0.1200 is spent" in message and "remains" in message
+    assert "phases committed: planning" in message and "larger --budget-usd" in message
+    assert 0 < info.value.spent < 0.12
+    assert api.requests_by_role() == Counter({"FIRST": 3})
+    assert git(workdir, "log", "--format=%s").splitlines() == [
+        "agentmill: planning phase (1 agents)"
+    ]
+
+    result = build_app(idea=unique_idea, workdir=str(workdir), team=team, budget_usd=1.0)
+    assert result.status == "completed" and result.metrics.cost_usd < 1.0
+    assert api.requests_by_role() == Counter({"FIRST": 3, "SECOND": 3})  # FIRST came from the cache
+    assert len(git(workdir, "log", "--format=%s").splitlines()) == 2
+
+
+def test_the_cli_reports_a_spent_budget_without_a_traceback(
+    api: FakeMessagesAPI, tmp_path: Path, unique_idea: str
+) -> None:
+    team = save_team(_two_phase_team(second_tier="opus"), "budget-cli")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flows.build_app",
+            unique_idea,
+            "--workdir",
+            str(tmp_path / "app"),
+            "--team",
+            team,
+            "--budget-usd",
+            "0.12",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 3
+    assert (
+        proc.stderr.strip().splitlines()[-1].startswith("agentmill: stopped: the budget of $0.1200")
+    )
