@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from prefect import Flow
-from prefect.artifacts import acreate_markdown_artifact
+from prefect.artifacts import acreate_markdown_artifact, acreate_progress_artifact
 from prefect.context import FlowRunContext
+from prefect.flow_runs import apause_flow_run
 from pydantic import BaseModel, Field, field_validator
 
 from blocks.team import AgentTeam, default_team
 from flows.run_phase import run_phase
+from tasks.approval import PlanReview, review_text
 from tasks.boundary import recover_interrupted_phase
 from tasks.budget import Budget, BudgetExhausted, use_budget
 from tasks.dataflow import Build, active_build
@@ -48,6 +50,7 @@ from tasks.timeline import render_timeline
 from tasks.workspace import prepare_workdir, workspace_lock
 
 MAX_IDEA_CHARS = 20_000
+APPROVAL_TIMEOUT_S = 24 * 3600  # a plan may wait a day for its reviewer
 T = TypeVar("T")
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -63,6 +66,7 @@ class BuildRequest(BaseModel):
     credentials: str | None = Field(default=None, description="AnthropicCredentials block name.")
     budget_usd: float | None = Field(default=None, gt=0)
     fresh: bool = Field(default=False, description="Start from HEAD, not from the manifest's base.")
+    approve_plan: bool = Field(default=False, description="Pause for approval after planning.")
 
     @field_validator("idea")
     @classmethod
@@ -139,6 +143,7 @@ def _build_app(
     budget_usd: float | None = None,
     fresh: bool = False,
     credentials: str | None = None,
+    approve_plan: bool = False,
 ) -> BuildResult:
     """Build an idea with the agent team: phases run concurrently, one commit per phase.
 
@@ -150,6 +155,8 @@ def _build_app(
         budget_usd: Stop before a model call would spend more than this.
         fresh: Start from the current HEAD instead of the base recorded in the manifest.
         credentials: Name of an AnthropicCredentials block; default ANTHROPIC_API_KEY.
+        approve_plan: Pause after planning until a person approves the plan (or asks
+            the PM for changes) in the Prefect UI.
     """
     request = _request(
         idea=idea,
@@ -159,6 +166,7 @@ def _build_app(
         budget_usd=budget_usd,
         fresh=fresh,
         credentials=credentials,
+        approve_plan=approve_plan,
     )
     return _run_coroutine(_build(request))
 
@@ -228,9 +236,18 @@ async def _build(request: BuildRequest) -> BuildResult:
             manifest=manifest,
         )
         started = time.perf_counter()
+        if flow_ctx is not None:
+            build.progress_id = await acreate_progress_artifact(
+                progress=0.0, key="agentmill-progress", description="agents done"
+            )
         with active_build(build):
-            outcomes = await build.start_phases(
-                lambda phase: run_phase(phase=phase.name, roles=phase.roles)
+            phases = plan.phases
+            outcomes: list[CommitRecord | BaseException | None] = []
+            if request.approve_plan:
+                outcomes.append(await _plan_until_approved(build))
+                phases = plan.phases[1:] if outcomes[0] is None else []
+            outcomes += await build.start_phases(
+                lambda phase: run_phase(phase=phase.name, roles=phase.roles), phases
             )
         wall = time.perf_counter() - started
         failures = [o for o in outcomes if isinstance(o, BaseException)]
@@ -258,6 +275,37 @@ async def _build(request: BuildRequest) -> BuildResult:
         result.metrics.model_requests, result.metrics.cost_usd, wall,
     )  # fmt: skip
     return result
+
+
+async def _plan_until_approved(build: Build) -> BaseException | None:
+    """Run planning, pause for a person's review, and repeat with their comment until approved.
+
+    The comment reaches the first phase's root roles (the PM) as reviewer
+    feedback, which is part of their cache key: the revision really runs.
+    """
+    log = run_logger("agentmill.build_app")
+    planning = build.plan.phases[0]
+    while True:
+        try:
+            await run_phase(phase=planning.name, roles=planning.roles)
+        except Exception as exc:
+            return exc
+        form = PlanReview.with_initial_data(
+            description=(
+                f"**Review the plan** of build `{build.run_id}` before the other phases run. "
+                "Approve, or request changes with a comment for the PM."
+            ),
+            requirements=review_text(build.outputs_of(planning.name)),
+        )
+        review = await apause_flow_run(
+            wait_for_input=form, timeout=APPROVAL_TIMEOUT_S, poll_interval=2
+        )
+        if review.decision == "approve":
+            log.info("plan approved; building the remaining phases")
+            return None
+        log.info("changes requested for the plan: %s", review.comment or "(no comment)")
+        build.feedback.append(review.comment or "Revise the plan.")
+        build.restart_phase(planning.name)
 
 
 def _announce(endpoint: Endpoint, log: Any) -> None:
@@ -333,6 +381,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fresh", action="store_true", help="start from HEAD, not the base in .tasks/manifest.json"
     )
+    parser.add_argument(
+        "--approve-plan",
+        action="store_true",
+        help="pause after planning until the plan is approved in the Prefect UI",
+    )
     args = parser.parse_args(argv)
     try:
         BuildRequest(idea=args.idea, workdir=Path(args.workdir))
@@ -347,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
             budget_usd=args.budget_usd,
             fresh=args.fresh,
             credentials=args.credentials,
+            approve_plan=args.approve_plan,
         )
     except BudgetExhausted as exc:
         print(f"agentmill: {exc}", file=sys.stderr)

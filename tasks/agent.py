@@ -89,6 +89,9 @@ class AgentJob(BaseModel):
     idea: str
     base_tree: str
     workdir: str
+    feedback: list[str] = Field(
+        default_factory=list, description="Reviewers' comments on an earlier plan (approval gate)."
+    )
     upstream: list[AgentOutput] = Field(
         default_factory=list,
         description="Outputs of the transitive dependencies, in topological order.",
@@ -115,6 +118,7 @@ class AgentJob(BaseModel):
             "settings": self.settings.model_dump(),
             "idea": self.idea,
             "base_tree": self.base_tree,
+            "feedback": self.feedback,
             "upstream": {o.role: o.digest() for o in self.upstream},
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:40]
@@ -130,6 +134,7 @@ class AgentJob(BaseModel):
             "track": self.role.track,
             "dependencies": self.role.depends_on,
             "readable_outputs": [o.role for o in self.upstream],
+            **({"reviewer_feedback": self.feedback} if self.feedback else {}),
         }
 
 

@@ -15,14 +15,18 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TypeVar, cast
+from uuid import UUID
 
+from prefect.artifacts import aupdate_progress_artifact
 from prefect.client.schemas.objects import State
 
 from blocks.team import AgentTeam
 from tasks.agent import AgentError, AgentJob, AgentOutput, AgentSettings, run_agent
 from tasks.boundary import commit_phase
+from tasks.events import emit_agent_event, emit_phase_committed
 from tasks.llm import Provider
 from tasks.logs import run_logger
 from tasks.metrics import AgentReport, CommitRecord
@@ -30,6 +34,7 @@ from tasks.planning import Phase, Plan
 from tasks.store import AgentEntry, Manifest, PhaseEntry, Store, now_iso
 
 T = TypeVar("T")
+_SETTLED = ("done", "failed", "skipped")
 
 
 class UpstreamFailed(RuntimeError):
@@ -62,12 +67,15 @@ class Build:
     base_tree: str
     store: Store
     manifest: Manifest
+    progress_id: UUID | None = None
+    feedback: list[str] = field(default_factory=list)
     clock_start: float = field(default_factory=time.perf_counter)
     runs: dict[str, AgentRun] = field(default_factory=dict)
     commits: list[CommitRecord] = field(default_factory=list)
     _futures: dict[str, asyncio.Future[AgentOutput]] = field(default_factory=dict)
     _phase_done: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
     _phase_started: dict[str, asyncio.Event] = field(default_factory=dict)
+    _progress_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         loop = asyncio.get_running_loop()
@@ -87,7 +95,9 @@ class Build:
             timeout_s=self.team.timeout_for(role),
         )
 
-    async def start_phases(self, start: Callable[[Phase], Awaitable[T]]) -> list[T | BaseException]:
+    async def start_phases(
+        self, start: Callable[[Phase], Awaitable[T]], phases: list[Phase]
+    ) -> list[T | BaseException]:
         """Start every phase subflow, each as soon as the one before it is running.
 
         All phases run at the same time; only their starts are spaced, because
@@ -95,13 +105,27 @@ class Build:
         "database is locked" and the client then backs off for seconds.
         """
         runs: list[asyncio.Task[T]] = []
-        for phase in self.plan.phases:
+        for phase in phases:
             run = asyncio.ensure_future(start(phase))
             runs.append(run)
             started = asyncio.ensure_future(self._phase_started[phase.name].wait())
             await asyncio.wait([run, started], return_when=asyncio.FIRST_COMPLETED)
             started.cancel()
         return await asyncio.gather(*runs, return_exceptions=True)
+
+    def restart_phase(self, phase: str) -> None:
+        """Make a committed phase runnable again (the approval gate sent it back)."""
+        loop = asyncio.get_running_loop()
+        for role_id in self._roles_of(phase):
+            self._futures[role_id] = loop.create_future()
+            self.runs.pop(role_id, None)
+            self.manifest.agents[role_id] = AgentEntry(phase=phase)
+        self._phase_done[phase] = loop.create_future()
+        self._phase_started[phase] = asyncio.Event()
+
+    def outputs_of(self, phase: str) -> list[AgentOutput]:
+        runs = (self.runs.get(r) for r in self._roles_of(phase))
+        return [run.output for run in runs if run and run.output]
 
     def phase_started(self, phase: str) -> None:
         self._phase_started[phase].set()
@@ -116,6 +140,7 @@ class Build:
         except Exception as exc:
             entry.status = "skipped"
             entry.error = f"not run: {exc}"
+            await self._advance()
             skipped = UpstreamFailed(f"agent {role_id} not run: a dependency failed")
             self._fail(role_id, skipped)
             raise skipped from exc
@@ -130,10 +155,15 @@ class Build:
             base_tree=self.base_tree,
             workdir=str(self.workdir),
             upstream=upstream,
+            feedback=self.feedback if not role.depends_on else [],
         )
         run = self.runs[role_id] = AgentRun(started_s=time.perf_counter() - self.clock_start)
         entry.status, entry.started_at, entry.model = "running", now_iso(), job.settings.model
         entry.cache_key = job.cache_key()
+        announce = partial(
+            emit_agent_event, run_id=self.run_id, role=role_id, phase=role.phase, model=entry.model
+        )
+        announce("started")
         started = time.perf_counter()
         try:
             # Prefect types an async task's call as returning the State itself.
@@ -144,7 +174,9 @@ class Build:
             run.duration_s = time.perf_counter() - started
             run.error = entry.error = _describe(role_id, exc)
             entry.status, entry.finished_at = "failed", now_iso()
+            announce("failed", error=run.error)
             self._fail(role_id, AgentError(run.error))
+            await self._advance()
             raise AgentError(run.error) from exc
         run.duration_s = time.perf_counter() - started
         run.cached = state.name == "Cached"
@@ -154,8 +186,27 @@ class Build:
         entry.cost_usd = 0.0 if run.cached else output.cost_usd
         entry.tokens = output.usage.model_dump(exclude={"requests"})
         entry.output_path = self.store.output_paths(role_id)[0]
+        announce(
+            "completed",
+            tokens=0 if run.cached else output.usage.total_tokens,
+            cost_usd=entry.cost_usd,
+            cached=run.cached,
+        )
         future.set_result(output)
+        await self._advance()
         return output
+
+    async def _advance(self) -> None:
+        """Move the run's progress artifact; a UI watcher sees each agent land."""
+        if self.progress_id is None:
+            return
+        async with self._progress_lock:  # counted inside the lock: the last write is the latest
+            settled = sum(1 for e in self.manifest.agents.values() if e.status in _SETTLED)
+            await aupdate_progress_artifact(
+                self.progress_id,
+                progress=round(100 * settled / len(self.plan.order), 1),
+                description=f"{settled} of {len(self.plan.order)} agents done",
+            )
 
     def _fail(self, role_id: str, exc: Exception) -> None:
         future = self._futures[role_id]
@@ -203,6 +254,7 @@ class Build:
             return None
         record = CommitRecord(phase=phase, sha=sha, agents=self._roles_of(phase))
         self.commits.append(record)
+        emit_phase_committed(self.run_id, phase, sha, record.agents)
         run_logger("agentmill.dataflow").info("phase %s committed as %s", phase, sha[:12])
         return record
 

@@ -91,6 +91,9 @@ def _document(role: str, system: str, results: list[str]) -> str:
         *(inputs or ["- none"]),
         "",
     ]
+    feedback = brief.get("reviewer_feedback") or []
+    if feedback:
+        lines += ["## Reviewer feedback addressed", *(f"- {comment}" for comment in feedback), ""]
     return "\n".join(lines)
 
 
