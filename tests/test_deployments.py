@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import httpx
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from tests.prefect_api import agentmill_events
 
 pytestmark = pytest.mark.integration
 
@@ -178,36 +179,6 @@ def _git(workdir: Path, *args: str) -> str:
     ).stdout.strip()
 
 
-async def _events(env: dict[str, str], since: datetime, want: int) -> list[dict[str, Any]]:
-    """Events named agentmill.* since `since`, once at least `want` of them are stored."""
-    body = {
-        "filter": {
-            "occurred": {
-                "since": since.isoformat(),
-                "until": (datetime.now(UTC) + timedelta(minutes=5)).isoformat(),
-            },
-            "event": {"prefix": ["agentmill."]},
-        },
-        "limit": 50,  # the API's page size
-    }
-    events: list[dict[str, Any]] = []
-    async with httpx.AsyncClient(base_url=env["PREFECT_API_URL"], timeout=10) as http:
-        for _ in range(60):
-            response = await http.post("/events/filter", json=body)
-            response.raise_for_status()
-            page = response.json()
-            events = page["events"]
-            while page.get("next_page"):
-                response = await http.get(page["next_page"])
-                response.raise_for_status()
-                page = response.json()
-                events += page["events"]
-            if len(events) >= want:
-                return events
-            await asyncio.sleep(0.5)
-    raise AssertionError(f"only {len(events)} agentmill events stored, wanted {want}")
-
-
 def test_build_app_deployment_runs_on_a_worker_with_report_and_events(
     prefect_ui: dict[str, str], tmp_path: Path
 ) -> None:
@@ -225,7 +196,7 @@ def test_build_app_deployment_runs_on_a_worker_with_report_and_events(
         properties = deployment.parameter_openapi_schema["properties"]
         for field in ("idea", "team", "provider", "budget_usd", "workdir", "approve_plan"):
             assert properties[field].get("description"), field  # the UI form explains every field
-        events = await _events(prefect_ui, since, want=32 * 2 + 5)
+        events = await agentmill_events(prefect_ui["PREFECT_API_URL"], since, want=32 * 2 + 5)
         return run, artifacts, events
 
     with _api(prefect_ui):

@@ -1,0 +1,39 @@
+"""Reading back what a run left in the Prefect API (events), for assertions."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+
+async def agentmill_events(api_url: str, since: datetime, want: int = 1) -> list[dict[str, Any]]:
+    """Events named agentmill.* since `since`, once at least `want` of them are stored."""
+    body = {
+        "filter": {
+            "occurred": {
+                "since": since.isoformat(),
+                "until": (datetime.now(UTC) + timedelta(minutes=5)).isoformat(),
+            },
+            "event": {"prefix": ["agentmill."]},
+        },
+        "limit": 50,  # the API's page size
+    }
+    events: list[dict[str, Any]] = []
+    async with httpx.AsyncClient(base_url=api_url, timeout=10) as http:
+        for _ in range(60):
+            response = await http.post("/events/filter", json=body)
+            response.raise_for_status()
+            page = response.json()
+            events = page["events"]
+            while page.get("next_page"):
+                response = await http.get(page["next_page"])
+                response.raise_for_status()
+                page = response.json()
+                events += page["events"]
+            if len(events) >= want:
+                return events
+            await asyncio.sleep(0.5)
+    raise AssertionError(f"only {len(events)} agentmill events stored, wanted {want}")
