@@ -116,7 +116,7 @@ def prefect_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
                     ) from None
                 time.sleep(0.3)
         _cli(env, "work-pool", "create", "local", "--type", "process")
-        assert "AgentTeam" in _cli(env, "block", "register", "-m", "blocks") or True
+        assert "Successfully registered 3 blocks" in _cli(env, "block", "register", "-m", "blocks")
         subprocess.run(
             [sys.executable, "-c",
              "from blocks import AnthropicCredentials as A; "
