@@ -13,7 +13,7 @@ from pydantic import Field, SecretStr
 class AnthropicCredentials(Block):
     """The key (and optionally the endpoint) agentmill uses to call Claude."""
 
-    _block_type_name = "Anthropic Credentials"
+    _block_type_name = "agentmill Anthropic Credentials"
     _block_type_slug = "agentmill-anthropic-credentials"
     _description = "An Anthropic API key, and a base URL for a proxy or a local fake."
     _documentation_url = "https://docs.anthropic.com/en/api/getting-started"  # type: ignore[assignment]
