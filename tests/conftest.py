@@ -11,27 +11,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.prefect_api import free_port, running_server
+
 _HOME = Path(tempfile.mkdtemp(prefix="agentmill-tests-"))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-_PORT = _free_port()
+_PORT = free_port()
 for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "GITHUB_TOKEN"):
     os.environ.pop(name, None)
 SERVER_ENV = {
@@ -63,43 +55,8 @@ _QUIET_SERVICES = {
 def prefect_server() -> Iterator[str]:
     """Start the session's Prefect server and stop it at the end."""
     env = {**os.environ, **_QUIET_SERVICES, "PREFECT_UI_ENABLED": "false"}
-    log = open(_HOME / "server.log", "wb")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "prefect",
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(_PORT),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = SERVER_ENV["PREFECT_API_URL"]
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"Prefect server did not start; see {_HOME / 'server.log'}")
-        time.sleep(0.3)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with running_server(_PORT, env, _HOME / "server.log") as url:
+        yield url
     shutil.rmtree(_HOME, ignore_errors=True)
 
 

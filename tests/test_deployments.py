@@ -13,11 +13,9 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,18 +27,12 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from tests.prefect_api import agentmill_events
+from tests.prefect_api import agentmill_events, free_port, running_server, stop
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[1]
 DUMMY_KEY = "sk-ant-api03-DEPLOYTEST-0000000000000000000000"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _cli(env: dict[str, str], *args: str) -> str:
@@ -58,25 +50,12 @@ def _cli(env: dict[str, str], *args: str) -> str:
     return proc.stdout
 
 
-def _stop(proc: subprocess.Popen[bytes], signals: tuple[int, ...]) -> None:
-    for sig in signals:
-        if proc.poll() is not None:
-            return
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            continue
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-
-
 @pytest.fixture(scope="module")
 def prefect_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A server and a process worker with prefect.yaml deployed; stopped at the end."""
     home = tmp_path_factory.mktemp("prefect-ui")
-    api_url = f"http://127.0.0.1:{_free_port()}/api"
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
     env = {
         **os.environ,
         "PREFECT_HOME": str(home / "prefect"),
@@ -85,68 +64,40 @@ def prefect_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "PREFECT_WORKER_PREFETCH_SECONDS": "1",
     }
-    log = open(home / "server.log", "wb")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "prefect",
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            api_url.split(":")[2].split("/")[0],
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     worker: subprocess.Popen[bytes] | None = None
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{api_url}/health", timeout=1):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"server did not start: {(home / 'server.log').read_text()[-2000:]}"
-                    ) from None
-                time.sleep(0.3)
-        _cli(env, "work-pool", "create", "local", "--type", "process")
-        assert "Successfully registered 3 blocks" in _cli(env, "block", "register", "-m", "blocks")
-        subprocess.run(
-            [sys.executable, "-c",
-             "from blocks import AnthropicCredentials as A; "
-             f"A(api_key='{DUMMY_KEY}').save('anthropic')"],
-            cwd=ROOT, env=env, check=True, timeout=60,
-        )  # fmt: skip
-        _cli(env, "--no-prompt", "deploy", "--all")
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "prefect",
-                "worker",
-                "start",
-                "--pool",
-                "local",
-                "--type",
-                "process",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=open(home / "worker.log", "wb"),  # noqa: SIM115 - lives as long as the worker
-            stderr=subprocess.STDOUT,
-        )
-        yield env
-    finally:
-        if worker is not None:
-            _stop(worker, (signal.SIGINT, signal.SIGINT))  # a process worker ignores SIGTERM
-        _stop(server, (signal.SIGTERM,))
-        log.close()
+    with running_server(port, env, home / "server.log"):
+        try:
+            _cli(env, "work-pool", "create", "local", "--type", "process")
+            registered = _cli(env, "block", "register", "-m", "blocks")
+            assert "Successfully registered 3 blocks" in registered
+            subprocess.run(
+                [sys.executable, "-c",
+                 "from blocks import AnthropicCredentials as A; "
+                 f"A(api_key='{DUMMY_KEY}').save('anthropic')"],
+                cwd=ROOT, env=env, check=True, timeout=60,
+            )  # fmt: skip
+            _cli(env, "--no-prompt", "deploy", "--all")
+            worker = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "prefect",
+                    "worker",
+                    "start",
+                    "--pool",
+                    "local",
+                    "--type",
+                    "process",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=open(home / "worker.log", "wb"),  # noqa: SIM115 - lives as long as the worker
+                stderr=subprocess.STDOUT,
+            )
+            yield env
+        finally:
+            if worker is not None:
+                stop(worker, (signal.SIGINT, signal.SIGINT))  # a process worker ignores SIGTERM
 
 
 def _api(env: dict[str, str]) -> Any:
