@@ -10,14 +10,10 @@ built-in one is an AgentTeam block (`--team NAME`).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextvars
 import inspect
 import sys
 import time
 import unicodedata
-from collections.abc import Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -29,6 +25,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from blocks.team import AgentTeam, default_team
 from flows.run_phase import run_phase
+from tasks.aio import run_coroutine
 from tasks.approval import PlanReview, review_text
 from tasks.boundary import recover_interrupted_phase
 from tasks.budget import Budget, BudgetExhausted, use_budget
@@ -168,21 +165,10 @@ def _build_app(
         credentials=credentials,
         approve_plan=approve_plan,
     )
-    return _run_coroutine(_build(request))
+    return run_coroutine(_build(request))
 
 
 build_app: Flow[..., BuildResult] = _CheckedFlow(fn=_build_app, name="build_app", log_prints=True)
-
-
-def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
-    """Run the async build from this sync flow, whether or not a loop is already running."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    context = contextvars.copy_context()  # keeps the flow-run context: subflows keep their parent
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(context.run, asyncio.run, coro).result()
 
 
 async def _build(request: BuildRequest) -> BuildResult:

@@ -32,7 +32,13 @@ from tasks.llm import (
     stream_message,
 )
 from tasks.logs import run_logger
-from tasks.prompts import PROMPTS_VERSION, TOOLS, estimate_tokens, pointer_message, system_prompt
+from tasks.prompts import (
+    PROMPTS_VERSION,
+    estimate_tokens,
+    pointer_message,
+    system_prompt,
+    tools_for,
+)
 from tasks.tools import AgentView, Limits, Submission, ToolError, call_tool
 
 # Bump to invalidate every cached agent output at once (e.g. after a change in
@@ -71,12 +77,18 @@ class AgentOutput(BaseModel):
     cost_usd: float = 0.0
     duration_s: float = 0.0
     cache_key: str = ""
+    result: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The structured answer of a role with a result schema (triage, plan, review).",
+    )
 
     def digest(self) -> str:
         """Hash of the content downstream agents can read; usage and timing excluded."""
         content = self.model_dump(
             include={"role", "summary", "decisions", "files", "next_steps", "warnings"}
         )
+        if self.result:  # only when present, so digests of plain outputs stay as they were
+            content["result"] = self.result
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
@@ -95,6 +107,10 @@ class AgentJob(BaseModel):
     upstream: list[AgentOutput] = Field(
         default_factory=list,
         description="Outputs of the transitive dependencies, in topological order.",
+    )
+    result_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="JSON schema of the structured result `submit` must carry; None for none.",
     )
 
     def cache_key(self) -> str:
@@ -121,6 +137,8 @@ class AgentJob(BaseModel):
             "feedback": self.feedback,
             "upstream": {o.role: o.digest() for o in self.upstream},
         }
+        if self.result_schema is not None:  # what it must answer; absent keeps old keys valid
+            payload["result_schema"] = self.result_schema
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:40]
 
     def brief(self) -> dict[str, Any]:
@@ -165,6 +183,7 @@ async def run_tool_loop(job: AgentJob, policy: RetryPolicy | None = None) -> Age
         brief=job.brief(),
         upstream=job.upstream,
         limits=Limits(max_file_bytes=settings.max_file_bytes, max_files=settings.max_files),
+        result_schema=job.result_schema,
     )
     usage = Usage()
     messages: list[dict[str, Any]] = [{"role": "user", "content": pointer_message(role)}]
@@ -172,7 +191,7 @@ async def run_tool_loop(job: AgentJob, policy: RetryPolicy | None = None) -> Age
         model=settings.model,
         system=system_prompt(role),
         messages=messages,
-        tools=TOOLS,
+        tools=tools_for(job.result_schema),
         max_tokens=settings.max_tokens,
         timeout_s=settings.timeout_s,
     )
@@ -224,6 +243,7 @@ async def run_tool_loop(job: AgentJob, policy: RetryPolicy | None = None) -> Age
                 files=dict(view.changes),
                 next_steps=submission.next_steps,
                 warnings=submission.warnings,
+                result=submission.result or {},
                 usage=usage,
                 model=settings.model,
                 provider=job.provider,

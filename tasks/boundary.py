@@ -28,8 +28,13 @@ def commit_message(phase: str, outputs: list[AgentOutput], run_id: str, provider
     lines = [f"agentmill: {phase} phase ({len(outputs)} agents)", "", f"Agents: {roles}", ""]
     if provider == "offline":
         lines += ["Written by the OFFLINE model: placeholder documents, not a real app.", ""]
-    lines.append(f"Agentmill-Run: {run_id}")
-    lines.append(f"Agentmill-Provider: {provider}")
+    lines += trailer_lines(outputs, run_id, provider)
+    return "\n".join(lines) + "\n"
+
+
+def trailer_lines(outputs: list[AgentOutput], run_id: str, provider: str) -> list[str]:
+    """The `Agentmill-*` trailers: run id, provider, and each agent's key, model, tokens, cost."""
+    lines = [f"Agentmill-Run: {run_id}", f"Agentmill-Provider: {provider}"]
     for o in outputs:
         u = o.usage
         lines.append(
@@ -37,7 +42,7 @@ def commit_message(phase: str, outputs: list[AgentOutput], run_id: str, provider
             f"tokens={u.input_tokens}in/{u.output_tokens}out/{u.cache_read_tokens}cr/"
             f"{u.cache_write_tokens}cw cost={o.cost_usd:.6f}"
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def refuse_secrets(outputs: list[AgentOutput]) -> None:

@@ -3,8 +3,9 @@
 It answers the real Messages API (JSON or server-sent events, tool_use blocks),
 so an offline run goes through the same SDK, streaming and tool-loop code as a
 real one. Its script is that of a diligent agent: read the brief and every
-dependency's output, write one document, submit. Replies depend only on the
-request (role, instructions, idea, upstream outputs), so they are
+dependency's output, write one document, submit. (The issue team's roles,
+ISSUE_*, follow their own script in `tasks.offline_issues`.) Replies depend
+only on the request (role, instructions, idea, upstream outputs), so they are
 deterministic, and a change upstream changes what lands downstream.
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 import httpx2
 
 from tasks.messages_wire import SSE_CONTENT_TYPE, error_json, message_json, message_sse
+from tasks.offline_issues import is_issue_role, issue_turn
 from tasks.prompts import BRIEF_PATH
 
 OFFLINE_BASE_URL = "http://offline-model.invalid"
@@ -42,6 +44,11 @@ def scripted_reply(request: dict[str, Any]) -> dict[str, Any]:
     role = match["role"]
     deps = [d.strip() for d in match["deps"].split(",") if d.strip() and d.strip() != "none"]
     step = sum(1 for m in messages if m["role"] == "assistant")
+    if is_issue_role(role):  # the issue team has its own script (tasks/offline_issues.py)
+        calls = issue_turn(role, deps, step, messages)
+        content = [{"type": "text", "text": f"{role}, step {step}."}]
+        content += [_tool_use(role, step, i, name, args) for i, (name, args) in enumerate(calls)]
+        return _message(request, content, "tool_use")
     if step == 0:
         content = [{"type": "text", "text": "Reading the brief and my inputs first."}]
         content.append(_tool_use(role, step, 0, "read_file", {"path": BRIEF_PATH}))

@@ -92,3 +92,25 @@ TOOLS: list[dict[str, Any]] = [
         },
     },
 ]
+
+
+def tools_for(result_schema: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The tool schemas for a role: `TOOLS`, with a required `result` on submit if it has one.
+
+    Roles without a result schema get `TOOLS` itself, so what build_app's agents
+    see (and their cache keys) does not change.
+    """
+    if result_schema is None:
+        return TOOLS
+    tools = [dict(tool) for tool in TOOLS]
+    submit = next(tool for tool in tools if tool["name"] == "submit")
+    schema = submit["input_schema"]
+    submit["input_schema"] = {
+        **schema,
+        "properties": {**schema["properties"], "result": result_schema},
+        "required": [*schema["required"], "result"],
+    }
+    submit["description"] = (
+        "Finish: your summary, decisions, next steps and warnings, and your structured result."
+    )
+    return tools

@@ -34,6 +34,7 @@ class Submission:
     decisions: list[str]
     next_steps: list[str]
     warnings: list[str]
+    result: dict[str, Any] | None = None  # the structured answer, for roles that have a schema
 
 
 class ToolError(ValueError):
@@ -50,6 +51,8 @@ class AgentView:
     upstream: list[Any]  # AgentOutput, in topological order (typed loosely to avoid a cycle)
     limits: Limits = field(default_factory=Limits)
     changes: dict[str, str] = field(default_factory=dict)
+    # When set, `submit` must carry a `result` object matching it (see `check_result`).
+    result_schema: dict[str, Any] | None = None
 
     @cached_property
     def _base(self) -> dict[str, str]:
@@ -83,17 +86,18 @@ class AgentView:
     def read_output(self, role: str) -> str:
         for output in self.upstream:
             if output.role == role:
-                return json.dumps(
-                    {
-                        "role": output.role,
-                        "summary": output.summary,
-                        "decisions": output.decisions,
-                        "next_steps": output.next_steps,
-                        "warnings": output.warnings,
-                        "files": sorted(output.files),
-                    },
-                    indent=2,
-                )
+                record = {
+                    "role": output.role,
+                    "summary": output.summary,
+                    "decisions": output.decisions,
+                    "next_steps": output.next_steps,
+                    "warnings": output.warnings,
+                    "files": sorted(output.files),
+                }
+                result = getattr(output, "result", None)
+                if result:  # only structured roles have one; others read exactly as before
+                    record["result"] = result
+                return json.dumps(record, indent=2)
         readable = ", ".join(o.role for o in self.upstream) or "none"
         raise ToolError(f"{role!r} is not one of your dependencies (readable: {readable})")
 
@@ -135,11 +139,20 @@ def call_tool(view: AgentView, name: str, args: Any) -> str | Submission:
         if name == "write_file":
             return view.write_file(_str(args, "path"), _str(args, "content", allow_empty=True))
         if name == "submit":
+            result: dict[str, Any] | None = None
+            if view.result_schema is not None:
+                if "result" not in args:
+                    raise ToolError(
+                        "submit: this role must pass `result`, an object matching its schema"
+                    )
+                check_result(args["result"], view.result_schema, "result")
+                result = args["result"]
             return Submission(
                 summary=_str(args, "summary"),
                 decisions=_str_list(args, "decisions"),
                 next_steps=_str_list(args, "next_steps"),
                 warnings=_str_list(args, "warnings"),
+                result=result,
             )
     except KeyError as exc:
         raise ToolError(f"{name}: missing argument {exc.args[0]!r}") from None
@@ -168,3 +181,45 @@ def _str_list(args: dict[str, Any], key: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ToolError(f"argument {key!r} must be a list of strings")
     return value
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (dict,),
+    "array": (list,),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+}
+
+
+def check_result(value: Any, schema: dict[str, Any], where: str) -> None:
+    """Check a structured result against the subset of JSON Schema our roles use.
+
+    Types, `required`, `properties`, `items`, `enum`, `minimum` and `maximum`:
+    enough to give the model a precise error to correct, without a dependency.
+    """
+    kind = schema.get("type")
+    if kind in _JSON_TYPES:
+        expected = _JSON_TYPES[kind]
+        is_bool = isinstance(value, bool)
+        if not isinstance(value, expected) or (is_bool and kind in ("integer", "number")):
+            raise ToolError(f"submit: {where} must be of type {kind}")
+    if "enum" in schema and value not in schema["enum"]:
+        allowed = ", ".join(json.dumps(v) for v in schema["enum"])
+        raise ToolError(f"submit: {where} must be one of {allowed}")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            raise ToolError(f"submit: {where} must be at least {schema['minimum']}")
+        if "maximum" in schema and value > schema["maximum"]:
+            raise ToolError(f"submit: {where} must be at most {schema['maximum']}")
+    if isinstance(value, dict):
+        for key in schema.get("required", []):
+            if key not in value:
+                raise ToolError(f"submit: {where} is missing {key!r}")
+        for key, sub in schema.get("properties", {}).items():
+            if key in value:
+                check_result(value[key], sub, f"{where}.{key}")
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            check_result(item, schema["items"], f"{where}[{i}]")

@@ -33,6 +33,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[1]
 DUMMY_KEY = "sk-ant-api03-DEPLOYTEST-0000000000000000000000"
+DUMMY_TOKEN = "ghp_DEPLOYTEST000000000000000000000000000"
 
 
 def _cli(env: dict[str, str], *args: str) -> str:
@@ -72,8 +73,9 @@ def prefect_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
             assert "Successfully registered 3 blocks" in registered
             subprocess.run(
                 [sys.executable, "-c",
-                 "from blocks import AnthropicCredentials as A; "
-                 f"A(api_key='{DUMMY_KEY}').save('anthropic')"],
+                 "from blocks import AnthropicCredentials as A, GitHubCredentials as G; "
+                 f"A(api_key='{DUMMY_KEY}').save('anthropic'); "
+                 f"G(token='{DUMMY_TOKEN}').save('github')"],
                 cwd=ROOT, env=env, check=True, timeout=60,
             )  # fmt: skip
             _cli(env, "--no-prompt", "deploy", "--all")

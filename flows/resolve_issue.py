@@ -1,0 +1,279 @@
+"""resolve_issue: one GitHub issue to one reviewed pull request, as a subflow of process_issues.
+
+Steps: triage → coordinator (subtasks) → code agents (concurrently where the
+subtasks allow) → review (checks, reviewer, at most one round of fixes) →
+pull request (commit, push, open or update, then label and comment at once).
+Each issue works in its own git worktree on `agentmill/issue-<N>`.
+
+Needs: an active process_issues run (`active_issue_run`), which holds the
+GitHub client, the clone and the options; nothing secret is a parameter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.agent import AgentOutput
+from tasks.boundary import trailer_lines
+from tasks.clone import Clone, branch_for, commit_all, head_of, push_branch, tree_of_commit
+from tasks.github import GitHub, Issue, PullRequest, Repository
+from tasks.issue_report import IssueResult, IssueStatus
+from tasks.issue_team import (
+    PLAN_SCHEMA,
+    REVIEW_SCHEMA,
+    TRIAGE_SCHEMA,
+    Plan,
+    Triage,
+    Verdict,
+    checks_role_id,
+    coordinator_role,
+    fix_role_id,
+    issue_brief,
+    parse_result,
+    review_role,
+    triage_role,
+)
+from tasks.issue_work import IssueAgents, Tally
+from tasks.llm import Provider
+from tasks.logs import run_logger
+from tasks.pull_request import (
+    DONE_LABEL,
+    ReviewOutcome,
+    ReviewRound,
+    announce,
+    comment_body,
+    open_or_update,
+    pr_body,
+    pr_title,
+)
+from tasks.review import run_checks
+from tasks.workspace import apply_files
+
+ExistingPR = Literal["skip", "update"]
+
+
+@dataclass
+class IssueRun:
+    """Shared state of one process_issues run; its subflows find it through `current_issue_run`."""
+
+    run_id: str
+    repo: str
+    repository: Repository
+    gh: GitHub
+    clone: Clone
+    provider: Provider
+    review_threshold: int
+    existing_pr: ExistingPR
+    tallies: dict[int, Tally] = field(default_factory=dict)
+    started: dict[int, asyncio.Event] = field(default_factory=dict)
+
+    def tally(self, issue: int) -> Tally:
+        return self.tallies.setdefault(issue, Tally())
+
+    def mark_started(self, issue: int) -> None:
+        self.started.setdefault(issue, asyncio.Event()).set()
+
+    async def wait_started(self, issue: int) -> None:
+        await self.started.setdefault(issue, asyncio.Event()).wait()
+
+
+_RUN: ContextVar[IssueRun | None] = ContextVar("agentmill_issue_run", default=None)
+
+
+@contextmanager
+def active_issue_run(run: IssueRun) -> Iterator[None]:
+    token = _RUN.set(run)
+    try:
+        yield
+    finally:
+        _RUN.reset(token)
+
+
+def current_issue_run() -> IssueRun:
+    run = _RUN.get()
+    if run is None:
+        raise RuntimeError(
+            "resolve_issue is a subflow of process_issues and cannot run on its own; "
+            "run process_issues"
+        )
+    return run
+
+
+@flow(name="resolve_issue", flow_run_name="issue-{issue.number}", log_prints=True)
+async def resolve_issue(issue: Issue, repo: str) -> IssueResult:
+    """Work one issue into a pull request (or find the one already open for it)."""
+    run = current_issue_run()
+    run.mark_started(issue.number)  # lets the next subflow start (see process_issues)
+    log = run_logger("agentmill.resolve_issue")
+    branch = branch_for(issue.number)
+    owner = run.repository.owner
+    existing = await run.gh.find_open_pr(repo, owner, branch)
+    if existing is not None and run.existing_pr == "skip":
+        log.info("issue #%d already has %s; skipping it", issue.number, existing.html_url)
+        missing = [label for label in [DONE_LABEL] if label not in issue.labels]
+        await announce_on_issue(issue.number, missing, existing.html_url, None, None)
+        return _result(run, issue, "skipped", existing.html_url, existing.draft)
+
+    remote = await run.clone.remote_sha(branch)
+    # Update mode builds on the PR's branch; otherwise start again from the default branch.
+    start = remote if existing is not None and remote else f"origin/{run.clone.default_branch}"
+    worktree = await run.clone.add_worktree(issue.number, start)
+    base_commit = await head_of(worktree)
+    agents = IssueAgents(
+        brief=issue_brief(repo, issue),
+        base_tree=await tree_of_commit(worktree, base_commit),
+        workdir=str(run.clone.path),  # agents read git objects, shared by every worktree
+        provider=run.provider,
+        tally=run.tally(issue.number),
+    )
+
+    triage = parse_result(Triage, await agents.run(triage_role(), TRIAGE_SCHEMA))
+    plan = parse_result(Plan, await agents.run(coordinator_role(), PLAN_SCHEMA))
+    log.info(
+        "issue #%d: %s, %s priority, %s; %d subtask(s)",
+        issue.number, triage.type, triage.priority, triage.complexity, len(plan.subtasks),
+    )  # fmt: skip
+    code = await agents.run_code(plan)
+    written = apply_files(worktree, {o.role: o.files for o in code})
+    review, code, written = await review_step(agents, plan, code, worktree, written, run)
+
+    message = commit_message(repo, issue, [*agents.tally.outputs], review, run)
+    sha = await commit_all(worktree, written, message)
+    if sha is None and existing is None:
+        log.info("issue #%d: the agents changed nothing; no pull request", issue.number)
+        await run.clone.remove_worktree(worktree)
+        return _result(run, issue, "unchanged", None, None, review.score)
+    if sha is not None:
+        await push(str(worktree), branch, remote)
+    body = pr_body(issue, triage, plan, code, review, run.provider)
+    pr, created = await open_pull_request(issue, branch, body, review.draft)
+    await announce_on_issue(
+        issue.number, [*triage.issue_labels(), DONE_LABEL], pr.html_url, review.draft, review.score
+    )
+    await run.clone.remove_worktree(worktree)
+    return _result(
+        run, issue, "opened" if created else "updated", pr.html_url, pr.draft, review.score
+    )
+
+
+async def review_step(
+    agents: IssueAgents,
+    plan: Plan,
+    code: list[AgentOutput],
+    worktree: Path,
+    written: list[str],
+    run: IssueRun,
+) -> tuple[ReviewOutcome, list[AgentOutput], list[str]]:
+    """Checks and reviewer; if the reviewer asks for fixes, one round of them and a final review.
+
+    Returns the outcome, the code outputs that make up the change (fixes after
+    the first drafts) and every path written.
+    """
+    first = await _review_round(agents, 1, [o.role for o in code], worktree, written, run)
+    rounds = [first]
+    if not first.verdict.approve and first.verdict.fixes:
+        fixes = await agents.run_fixes(plan)
+        written = sorted({*written, *apply_files(worktree, {o.role: o.files for o in fixes})})
+        code = [*code, *fixes]
+        rounds.append(
+            await _review_round(
+                agents, 2, [fix_role_id(s.id) for s in plan.order()], worktree, written, run
+            )
+        )
+    return ReviewOutcome(rounds=rounds, threshold=run.review_threshold), code, written
+
+
+async def _review_round(
+    agents: IssueAgents,
+    round_: int,
+    code_roles: list[str],
+    worktree: Path,
+    written: list[str],
+    run: IssueRun,
+) -> ReviewRound:
+    checks = await run_checks(str(worktree), written)
+    agents.add(checks.as_output(checks_role_id(round_), run.provider))
+    reviewer = review_role(round_, code_roles)
+    verdict = parse_result(Verdict, await agents.run(reviewer, REVIEW_SCHEMA))
+    return ReviewRound(round=round_, checks=checks, verdict=verdict, reviewer=reviewer.id)
+
+
+def commit_message(
+    repo: str, issue: Issue, outputs: list[AgentOutput], review: ReviewOutcome, run: IssueRun
+) -> str:
+    """One commit per issue, with build_app's trailers plus the issue it resolves."""
+    lines = [f"agentmill: resolve #{issue.number}: {issue.title.strip()}"[:200], ""]
+    lines += [f"Review score {review.score}/100 ({len(review.rounds)} round(s)).", ""]
+    if run.provider == "offline":
+        lines += ["Written by the OFFLINE model: placeholder code, not a real change.", ""]
+    lines.append(f"Agentmill-Issue: {repo}#{issue.number}")
+    lines += trailer_lines(outputs, run.run_id, run.provider)
+    return "\n".join(lines) + "\n"
+
+
+@task(name="push-branch", cache_policy=NO_CACHE, persist_result=False)
+async def push(worktree: str, branch: str, expected: str | None) -> None:
+    """Push the issue's branch; the token goes to git through its environment only."""
+    run = current_issue_run()
+    await push_branch(run.clone, Path(worktree), branch, expected)
+
+
+@task(name="open-pull-request", cache_policy=NO_CACHE, persist_result=False)
+async def open_pull_request(
+    issue: Issue, branch: str, body: str, draft: bool
+) -> tuple[PullRequest, bool]:
+    """Open the issue's PR, or update the one open for its branch. Returns (PR, created?)."""
+    run = current_issue_run()
+    return await open_or_update(
+        run.gh,
+        run.repo,
+        owner=run.repository.owner,
+        branch=branch,
+        base=run.clone.default_branch,
+        title=pr_title(issue),
+        body=body,
+        draft=draft,
+    )
+
+
+@task(name="announce-on-issue", cache_policy=NO_CACHE, persist_result=False)
+async def announce_on_issue(
+    number: int, labels: list[str], pr_url: str, draft: bool | None, score: int | None
+) -> None:
+    """Label the issue and comment the PR link on it, concurrently; neither twice."""
+    run = current_issue_run()
+    body = comment_body(number, pr_url, draft=bool(draft), score=score)
+    await announce(run.gh, run.repo, number, labels, body)
+
+
+def _result(
+    run: IssueRun,
+    issue: Issue,
+    status: IssueStatus,
+    pr_url: str | None,
+    draft: bool | None,
+    score: int | None = None,
+) -> IssueResult:
+    tally = run.tally(issue.number)
+    return IssueResult(
+        number=issue.number,
+        title=issue.title,
+        status=status,
+        branch=branch_for(issue.number),
+        pr_url=pr_url,
+        draft=draft,
+        score=score,
+        tokens=tally.tokens,
+        cost_usd=round(tally.cost_usd, 6),
+        agents=tally.agents,
+        cached_agents=tally.cached,
+    )

@@ -1,0 +1,256 @@
+"""One clone of the target repository, one git worktree per issue, and authenticated pushes.
+
+Git runs as a subprocess (asyncio), so clones, commits and pushes of several
+issues overlap. The token reaches git only through the environment of the
+git commands that talk to the remote (`GIT_CONFIG_COUNT`/`GIT_CONFIG_KEY_0`/
+`GIT_CONFIG_VALUE_0`, an `http.<origin>/.extraHeader` scoped to the clone
+URL's host): never in the remote URL, `.git/config`, an argument list (which
+`ps` shows) or a log line, and git's own error text is scrubbed before it is
+raised.
+
+Layout under the clone directory::
+
+    <clone-dir>/<owner>/<name>/                      the clone (origin = the API's clone_url)
+    <clone-dir>/<owner>/<name>.worktrees/issue-<N>/  one worktree per issue, on agentmill/issue-<N>
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from pydantic import SecretStr
+
+from tasks.git import AGENTMILL
+from tasks.logs import run_logger
+
+BRANCH_PREFIX = "agentmill/issue-"
+GIT_TIMEOUT_S = 600.0
+
+
+class GitError(RuntimeError):
+    """A git command failed; the message holds git's own words, with any secret removed."""
+
+
+def branch_for(issue: int) -> str:
+    return f"{BRANCH_PREFIX}{issue}"
+
+
+@dataclass(frozen=True)
+class GitAuth:
+    """How git authenticates to the remote: an HTTP header, for http(s) clone URLs only."""
+
+    clone_url: str
+    token: SecretStr | None = field(default=None, compare=False)
+
+    def env(self) -> dict[str, str]:
+        """Environment for a git command that talks to the remote (the header, host-scoped)."""
+        env = _base_env()
+        url = httpx.URL(self.clone_url) if "://" in self.clone_url else None
+        if self.token is not None and url is not None and url.scheme in ("http", "https"):
+            origin = f"{url.scheme}://{url.netloc.decode()}/"
+            basic = base64.b64encode(
+                f"x-access-token:{self.token.get_secret_value()}".encode()
+            ).decode()
+            env.update(
+                {
+                    "GIT_CONFIG_COUNT": "1",
+                    "GIT_CONFIG_KEY_0": f"http.{origin}.extraHeader",
+                    "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
+                }
+            )
+        return env
+
+    def secrets(self) -> list[str]:
+        """Strings that must never appear in output: the token and its header encoding."""
+        if self.token is None:
+            return []
+        token = self.token.get_secret_value()
+        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+        return [token, basic]
+
+
+def _base_env() -> dict[str, str]:
+    """A git environment that never prompts; the user's git config and proxies still apply."""
+    keep = (
+        "PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "XDG_CONFIG_HOME",
+        "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy",
+        "GIT_SSL_CAINFO", "SSL_CERT_FILE", "SSL_CERT_DIR",
+    )  # fmt: skip
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env.update(
+        {
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_ASKPASS": "",
+            "SSH_ASKPASS": "",
+            "GIT_AUTHOR_NAME": str(AGENTMILL.name),
+            "GIT_AUTHOR_EMAIL": str(AGENTMILL.email),
+            "GIT_COMMITTER_NAME": str(AGENTMILL.name),
+            "GIT_COMMITTER_EMAIL": str(AGENTMILL.email),
+        }
+    )
+    return env
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+async def git(
+    *args: str,
+    cwd: Path,
+    auth: GitAuth | None = None,
+    stdin: str | None = None,
+    timeout_s: float = GIT_TIMEOUT_S,
+    check: bool = True,
+) -> tuple[int, str]:
+    """Run one git command and return (exit code, stdout); GitError if `check` and it fails."""
+    env = auth.env() if auth is not None else _base_env()
+    secrets = auth.secrets() if auth is not None else []
+    proc = await asyncio.create_subprocess_exec(
+        "git",
+        *args,
+        cwd=cwd,
+        env=env,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(timeout_s):
+            out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise GitError(f"git {args[0]} took longer than {timeout_s:g}s in {cwd}") from None
+    code = proc.returncode if proc.returncode is not None else -1
+    stdout = scrub(out.decode(errors="replace"), secrets)
+    if check and code != 0:
+        stderr = scrub(err.decode(errors="replace"), secrets).strip()
+        raise GitError(f"git {args[0]} failed in {cwd} (exit {code}): {stderr[-2000:]}")
+    return code, stdout
+
+
+@dataclass
+class Clone:
+    """The run's clone; worktree additions and fetches on it take turns (one lock)."""
+
+    path: Path
+    auth: GitAuth
+    default_branch: str
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def worktrees(self) -> Path:
+        return self.path.with_name(self.path.name + ".worktrees")
+
+    async def remote_sha(self, branch: str) -> str | None:
+        """The commit of `origin/<branch>` as of the last fetch, or None if there is none."""
+        code, out = await git(
+            "rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}^{{commit}}",
+            cwd=self.path, check=False,
+        )  # fmt: skip
+        return out.strip() if code == 0 and out.strip() else None
+
+    async def add_worktree(self, issue: int, start: str) -> Path:
+        """A fresh worktree on `agentmill/issue-<N>` at `start`; one a crash left is replaced."""
+        path = self.worktrees / f"issue-{issue}"
+        async with self.lock:
+            if path.exists():
+                await git("worktree", "remove", "--force", str(path), cwd=self.path, check=False)
+                shutil.rmtree(path, ignore_errors=True)
+            await git("worktree", "prune", cwd=self.path)
+            await git(
+                "worktree", "add", "--force", "-B", branch_for(issue), str(path), start,
+                cwd=self.path,
+            )  # fmt: skip
+        return path
+
+    async def remove_worktree(self, path: Path) -> None:
+        async with self.lock:
+            await git("worktree", "remove", "--force", str(path), cwd=self.path, check=False)
+            shutil.rmtree(path, ignore_errors=True)
+            await git("worktree", "prune", cwd=self.path, check=False)
+
+
+async def open_clone(clone_url: str, path: Path, auth: GitAuth, default_branch: str) -> Clone:
+    """Clone `clone_url` into `path`, or fetch if it is already there (same remote only)."""
+    if "@" in clone_url.split("://", 1)[-1].split("/", 1)[0]:
+        raise GitError(
+            "the repository's clone_url carries credentials; agentmill authenticates with a "
+            "header instead and will not store them in .git/config"
+        )
+    log = run_logger("agentmill.clone")
+    if _is_clone(path):
+        _, remote = await git("remote", "get-url", "origin", cwd=path)
+        if remote.strip() != clone_url:
+            raise GitError(
+                f"{path} is a clone of {remote.strip()}, not {clone_url}; pass another "
+                "--clone-dir, or remove it"
+            )
+        await git("fetch", "--prune", "--quiet", "origin", cwd=path, auth=auth)
+        log.info("fetched %s into %s", clone_url, path)
+    else:
+        _prepare_clone_target(path)
+        await git(
+            "clone", "--quiet", "--no-checkout", clone_url, str(path), cwd=path.parent, auth=auth
+        )
+        log.info("cloned %s into %s", clone_url, path)
+    return Clone(path=path, auth=auth, default_branch=default_branch)
+
+
+def _is_clone(path: Path) -> bool:
+    return (path / ".git").exists()
+
+
+def _prepare_clone_target(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and any(path.iterdir()):
+        raise GitError(f"{path} exists and is not a git clone; pass another --clone-dir")
+
+
+async def commit_all(worktree: Path, paths: list[str], message: str) -> str | None:
+    """Stage exactly `paths` and commit them; None when they change nothing."""
+    if not paths:
+        return None
+    await git("add", "--", *paths, cwd=worktree)
+    code, _ = await git("diff", "--cached", "--quiet", cwd=worktree, check=False)
+    if code == 0:
+        return None
+    await git(
+        "-c", "commit.gpgsign=false", "commit", "--quiet", "--no-verify", "-F", "-",
+        cwd=worktree, stdin=message,
+    )  # fmt: skip
+    _, sha = await git("rev-parse", "HEAD", cwd=worktree)
+    return sha.strip()
+
+
+async def head_of(worktree: Path) -> str:
+    _, sha = await git("rev-parse", "HEAD", cwd=worktree)
+    return sha.strip()
+
+
+async def tree_of_commit(worktree: Path, commit: str) -> str:
+    _, tree = await git("rev-parse", f"{commit}^{{tree}}", cwd=worktree)
+    return tree.strip()
+
+
+async def push_branch(clone: Clone, worktree: Path, branch: str, expected: str | None) -> None:
+    """Push HEAD to `branch`, only if the remote still has `expected` there (None: no branch).
+
+    A lease, not a blind force: the branch is agentmill's own, but a push made
+    by someone else since our fetch is never overwritten.
+    """
+    lease = f"--force-with-lease=refs/heads/{branch}:{expected or ''}"
+    await git(
+        "push", "--quiet", "--no-verify", lease, "origin", f"HEAD:refs/heads/{branch}",
+        cwd=worktree, auth=clone.auth,
+    )  # fmt: skip

@@ -1,0 +1,424 @@
+"""The review step's checks: ruff, bandit, a secret scan and the repository's own tests.
+
+They run at the same time (asyncio subprocesses) on the changed tree. Ruff,
+bandit and the secret scan look at the changed files only, so findings are
+about this change, not about the repository's past; the tests run whole,
+because a change can break any of them. The tools run with a minimal
+environment: the repository's tests are code we did not write, and must
+not see the GitHub token, a model key or the Prefect API.
+
+The findings reach the reviewer agent as the output of a pseudo-agent
+(`ISSUE_CHECKS`) it depends on, so they are part of its cache key like any
+upstream output; the reviewer's score and the findings go into the PR body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, Field
+
+from tasks.agent import AgentOutput
+from tasks.llm import Provider
+
+Severity = Literal["error", "warning", "info"]
+ToolStatus = Literal["passed", "findings", "failed", "skipped", "error"]
+
+CHECK_TIMEOUT_S = 300.0
+TEST_TIMEOUT_S = 900.0
+MAX_SCAN_BYTES = 1_000_000
+_SKIP_DIRS = {".git", ".tasks", "node_modules", ".venv", "venv", "__pycache__", ".tox", "build"}
+
+
+class Finding(BaseModel):
+    tool: str
+    severity: Severity
+    path: str = ""
+    line: int = 0
+    code: str = ""
+    message: str
+
+
+class ToolRun(BaseModel):
+    tool: str
+    status: ToolStatus
+    summary: str
+    duration_s: float = 0.0
+    findings: list[Finding] = Field(default_factory=list)
+
+
+class ChecksReport(BaseModel):
+    tools: list[ToolRun]
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for t in self.tools for f in t.findings]
+
+    def summary(self) -> str:
+        return "; ".join(f"{t.tool}: {t.summary}" for t in self.tools)
+
+    def as_output(self, role: str, provider: Provider) -> AgentOutput:
+        """The findings as an upstream output the reviewer reads with read_output(role)."""
+        return AgentOutput(
+            role=role,
+            summary=self.summary(),
+            decisions=[f"{t.tool}: {t.status}" for t in self.tools],
+            result={
+                "tools": [t.model_dump(exclude={"findings", "duration_s"}) for t in self.tools],
+                "findings": [f.model_dump() for f in self.findings],
+            },
+            model="checks",
+            provider=provider,
+        )
+
+
+# This run's own credentials, for the secret scan to look for; a context
+# variable, so they never become a task parameter (which Prefect records).
+_KNOWN_SECRETS: ContextVar[tuple[str, ...]] = ContextVar("agentmill_known_secrets", default=())
+
+
+@contextmanager
+def scanning_for(secrets: list[str]) -> Iterator[None]:
+    """Make the secret scan also look for these exact strings (this run's token)."""
+    token = _KNOWN_SECRETS.set(tuple(s for s in secrets if s))
+    try:
+        yield
+    finally:
+        _KNOWN_SECRETS.reset(token)
+
+
+@task(name="review-checks", cache_policy=NO_CACHE, persist_result=False)
+async def run_checks(tree: str, changed: list[str]) -> ChecksReport:
+    """Run every check on the changed tree, concurrently; none of them raises."""
+    return await check_tree(Path(tree), changed, list(_KNOWN_SECRETS.get()))
+
+
+async def check_tree(
+    tree: Path, changed: list[str], known_secrets: list[str] | None = None
+) -> ChecksReport:
+    """All checks at once; every message is redacted, as findings end up in a public PR."""
+    known = known_secrets or []
+    present = [p for p in changed if (tree / p).is_file()]
+    python = [p for p in present if p.endswith(".py")]
+    runs = await asyncio.gather(
+        _ruff(tree, python),
+        _bandit(tree, python),
+        _secret_scan(tree, present, known),
+        _pytest(tree),
+    )
+    for run in runs:
+        run.summary = redact(run.summary, known)
+        for finding in run.findings:
+            finding.message = redact(finding.message, known)
+    return ChecksReport(tools=list(runs))
+
+
+def redact(text: str, known: list[str]) -> str:
+    """The text with anything that looks like a credential (or is one of `known`) masked.
+
+    Tools quote source in their messages (bandit's hard-coded password check,
+    a failing assert), and findings go into a pull request.
+    """
+    for secret in known:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    for _, severity, pattern in SECRET_PATTERNS:
+        if severity == "error":
+            text = pattern.sub("[redacted]", text)
+    return text
+
+
+# --- running tools -----------------------------------------------------------
+
+
+def _tool_env() -> dict[str, str]:
+    """What a check (and the repository's tests) may see of our environment: nearly nothing."""
+    env = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "TMPDIR") if k in os.environ}
+    env.update({"PYTHONDONTWRITEBYTECODE": "1", "NO_COLOR": "1", "HOME": str(Path.home())})
+    return env
+
+
+async def _run(args: list[str], cwd: Path, timeout_s: float) -> tuple[int | None, str, str]:
+    """(exit code or None on timeout, stdout, stderr) of one tool run."""
+    proc = await asyncio.create_subprocess_exec(
+        *args,
+        cwd=cwd,
+        env=_tool_env(),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(timeout_s):
+            out, err = await proc.communicate()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return None, "", ""
+    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+def _relative(tree: Path, filename: str) -> str:
+    path = Path(filename)
+    if not path.is_absolute():
+        return os.path.normpath(filename)
+    try:
+        return str(path.resolve().relative_to(tree.resolve()))
+    except ValueError:
+        return filename
+
+
+async def _ruff(tree: Path, files: list[str]) -> ToolRun:
+    started = time.perf_counter()
+    if not files:
+        return ToolRun(tool="ruff", status="skipped", summary="no Python file changed")
+    args = [sys.executable, "-m", "ruff", "check", "--no-cache", "--output-format", "json"]
+    code, out, err = await _run([*args, "--exit-zero", "--", *files], tree, CHECK_TIMEOUT_S)
+    took = round(time.perf_counter() - started, 3)
+    if code is None:
+        return ToolRun(tool="ruff", status="error", summary="timed out", duration_s=took)
+    try:
+        items = json.loads(out or "[]")
+    except ValueError:
+        return ToolRun(tool="ruff", status="error", summary=_tail(err or out), duration_s=took)
+    findings = [
+        Finding(
+            tool="ruff",
+            severity=_ruff_severity(item.get("code")),
+            path=_relative(tree, item.get("filename", "")),
+            line=int((item.get("location") or {}).get("row") or 0),
+            code=item.get("code") or "syntax",
+            message=item.get("message", ""),
+        )
+        for item in items
+    ]
+    return _finish("ruff", findings, f"{len(files)} file(s)", took)
+
+
+def _ruff_severity(code: str | None) -> Severity:
+    if not code or code.startswith(("E9", "F63", "F7", "F82")):
+        return "error"  # syntax errors and undefined names: the code cannot run
+    return "warning"
+
+
+async def _bandit(tree: Path, files: list[str]) -> ToolRun:
+    started = time.perf_counter()
+    if not files:
+        return ToolRun(tool="bandit", status="skipped", summary="no Python file changed")
+    code, out, err = await _run(
+        [sys.executable, "-m", "bandit", "-f", "json", "-q", "--", *files], tree, CHECK_TIMEOUT_S
+    )
+    took = round(time.perf_counter() - started, 3)
+    if code is None:
+        return ToolRun(tool="bandit", status="error", summary="timed out", duration_s=took)
+    try:
+        data = json.loads(out)
+    except ValueError:
+        return ToolRun(tool="bandit", status="error", summary=_tail(err or out), duration_s=took)
+    findings = []
+    for item in data.get("results", []):
+        path = _relative(tree, item.get("filename", ""))
+        if item.get("test_id") == "B101" and _is_test_file(path):
+            continue  # assert is how tests check things
+        findings.append(
+            Finding(
+                tool="bandit",
+                severity={"HIGH": "error", "MEDIUM": "warning"}.get(
+                    item.get("issue_severity", ""), "info"
+                ),
+                path=path,
+                line=int(item.get("line_number") or 0),
+                code=item.get("test_id", ""),
+                message=_bandit_message(item),
+            )
+        )
+    for item in data.get("errors", []):
+        findings.append(
+            Finding(
+                tool="bandit",
+                severity="error",
+                path=_relative(tree, item.get("filename", "")),
+                message=f"could not scan: {item.get('reason', 'unknown reason')}",
+            )
+        )
+    return _finish("bandit", findings, f"{len(files)} file(s)", took)
+
+
+def _bandit_message(item: dict[str, Any]) -> str:
+    text = str(item.get("issue_text", ""))
+    if item.get("test_id") in ("B105", "B106", "B107"):
+        return text.split(":", 1)[0]  # the rest quotes the suspected password itself
+    return text
+
+
+def _is_test_file(path: str) -> bool:
+    name = Path(path).name
+    return name.startswith("test_") or name.endswith("_test.py") or "tests" in Path(path).parts
+
+
+# --- secrets -----------------------------------------------------------------
+
+# What each pattern finds is named; the matched text itself is never reported.
+SECRET_PATTERNS: list[tuple[str, Severity, re.Pattern[str]]] = [
+    ("GitHub token", "error", re.compile(r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}\b")),
+    ("GitHub token", "error", re.compile(r"\bgithub_pat_[A-Za-z0-9_]{40,}\b")),
+    ("Anthropic API key", "error", re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{20,}")),
+    ("AWS access key id", "error", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
+    ("Slack token", "error", re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}")),
+    (
+        "private key",
+        "error",
+        re.compile(r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |PGP |ENCRYPTED )?PRIVATE KEY"),
+    ),
+    (
+        "hard-coded credential",
+        "warning",
+        re.compile(
+            r"(?i)\b(?:password|passwd|secret|api_?key|access_?token|auth_?token)\b"
+            r"\s*[:=]\s*['\"][^'\"\s]{12,}['\"]"
+        ),
+    ),
+]
+
+
+async def _secret_scan(tree: Path, files: list[str], known: list[str]) -> ToolRun:
+    started = time.perf_counter()
+    findings = await asyncio.to_thread(scan_secrets, tree, files, known)
+    took = round(time.perf_counter() - started, 3)
+    return _finish("secrets", findings, f"{len(files)} file(s)", took)
+
+
+def scan_secrets(tree: Path, files: list[str], known: list[str]) -> list[Finding]:
+    """Secrets in the changed files: known patterns, and any of `known` (this run's own)."""
+    findings = []
+    for path in files:
+        try:
+            data = (tree / path).read_bytes()[:MAX_SCAN_BYTES]
+        except OSError:
+            continue
+        text = data.decode(errors="replace")
+        for number, line in enumerate(text.splitlines(), start=1):
+            for what, severity, pattern in SECRET_PATTERNS:
+                if pattern.search(line):
+                    findings.append(_secret(path, number, what, severity))
+            if any(secret and secret in line for secret in known):
+                findings.append(_secret(path, number, "this run's own credential", "error"))
+    return findings
+
+
+def _secret(path: str, line: int, what: str, severity: Severity) -> Finding:
+    return Finding(
+        tool="secrets",
+        severity=severity,
+        path=path,
+        line=line,
+        code="secret",
+        message=f"possible {what}; remove it and rotate it if it is real",
+    )
+
+
+# --- tests -------------------------------------------------------------------
+
+_FAILED = re.compile(r"^(FAILED|ERROR) (\S+)(?: - (.*))?$", re.M)
+_TIMING = re.compile(r" in [\d.]+s\b.*$")
+_RESULT = re.compile(r"^=*\s*(\d+ (?:passed|failed|error).*?)\s*=*$", re.M)
+_PYTEST_CONFIG = {
+    "pytest.ini": "",
+    "pyproject.toml": "[tool.pytest",
+    "tox.ini": "[pytest]",
+    "setup.cfg": "[tool:pytest]",
+}
+
+
+def has_tests(tree: Path) -> bool:
+    for _root, dirs, names in os.walk(tree):
+        dirs[:] = [d for d in dirs if d not in _SKIP_DIRS and not d.startswith(".")]
+        if any(
+            n.endswith(".py") and (n.startswith("test_") or n.endswith("_test.py")) for n in names
+        ):
+            return True
+    return False
+
+
+def _own_pytest_config(tree: Path) -> bool:
+    for name, marker in _PYTEST_CONFIG.items():
+        path = tree / name
+        if path.is_file() and marker in path.read_text(errors="replace"):
+            return True
+    return False
+
+
+async def _pytest(tree: Path) -> ToolRun:
+    started = time.perf_counter()
+    if not await asyncio.to_thread(has_tests, tree):
+        return ToolRun(tool="pytest", status="skipped", summary="the repository has no tests")
+    args = [sys.executable, "-m", "pytest", "-q", "-rfE", "--color=no", "-p", "no:cacheprovider"]
+    if not await asyncio.to_thread(_own_pytest_config, tree):
+        # Without its own config, pytest would climb to a parent directory's (ours, if
+        # the clone lives inside agentmill's checkout) and run under its options.
+        args += ["-c", os.devnull, "--rootdir", "."]
+    code, out, err = await _run(args, tree, TEST_TIMEOUT_S)
+    took = round(time.perf_counter() - started, 3)
+    if code is None:
+        finding = Finding(
+            tool="pytest",
+            severity="error",
+            code="timeout",
+            message=f"the tests did not finish within {TEST_TIMEOUT_S:g}s",
+        )
+        return ToolRun(
+            tool="pytest", status="failed", summary="timed out", duration_s=took, findings=[finding]
+        )
+    result = _RESULT.findall(out)
+    # Without the time it took: the summary is in the reviewer's cache key.
+    summary = _TIMING.sub("", result[-1]) if result else _tail(out or err)
+    if code == 0:
+        return ToolRun(tool="pytest", status="passed", summary=summary, duration_s=took)
+    if code == 5:
+        return ToolRun(tool="pytest", status="skipped", summary="no tests collected")
+    findings = [
+        Finding(
+            tool="pytest",
+            severity="error",
+            path=node.split("::", 1)[0],
+            code=kind.lower(),
+            message=f"{node}: {reason or kind.lower()}"[:500],
+        )
+        for kind, node, reason in _FAILED.findall(out)
+    ]
+    if not findings:
+        findings.append(
+            Finding(tool="pytest", severity="error", code=f"exit-{code}", message=_tail(out + err))
+        )
+    return ToolRun(
+        tool="pytest", status="failed", summary=summary, duration_s=took, findings=findings
+    )
+
+
+def _finish(tool: str, findings: list[Finding], scope: str, took: float) -> ToolRun:
+    if not findings:
+        return ToolRun(tool=tool, status="passed", summary=f"clean ({scope})", duration_s=took)
+    return ToolRun(
+        tool=tool,
+        status="findings",
+        summary=f"{len(findings)} finding(s) in {scope}",
+        duration_s=took,
+        findings=findings,
+    )
+
+
+def _tail(text: str, limit: int = 400) -> str:
+    text = text.strip()
+    return text[-limit:] if text else "no output"
