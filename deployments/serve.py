@@ -2,24 +2,41 @@
 
     python -m deployments.serve
 
-Needs the same credentials as the flows themselves (ANTHROPIC_API_KEY in this
-process's environment, or `credentials` naming an AnthropicCredentials block).
+Needs the same credentials as the flows themselves: ANTHROPIC_API_KEY and
+GITHUB_TOKEN in this process's environment (or the block names as the flows'
+`credentials` parameters). `triage-issues` runs every 30 minutes on the
+repository named by AGENTMILL_REPO; without it, its schedule stays paused,
+as in prefect.yaml, since it pushes branches and opens PRs on a real repository.
 """
 
 from __future__ import annotations
+
+import os
 
 from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 
 from flows.build_app import build_app
+from flows.process_issues import process_issues
+
+TRIAGE_CRON = "*/30 * * * *"
 
 
 def deployments() -> list[RunnerDeployment]:
+    repo = os.environ.get("AGENTMILL_REPO", "")
     return [
         build_app.to_deployment(
             name="build-app",
             description="Build an idea with the agent team; one git commit per phase.",
             parameters={"idea": "A todo app with React and FastAPI", "workdir": "out/app"},
+            tags=["agentmill"],
+        ),
+        process_issues.to_deployment(
+            name="triage-issues",
+            description="Work the labelled GitHub issues into reviewed pull requests.",
+            parameters={"repo": repo or "OWNER/NAME", "clone_dir": "out/issues"},
+            cron=TRIAGE_CRON,
+            paused=not repo,
             tags=["agentmill"],
         ),
     ]
