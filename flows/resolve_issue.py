@@ -23,7 +23,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.agent import AgentOutput
-from tasks.boundary import trailer_lines
+from tasks.boundary import refuse_secrets, trailer_lines
 from tasks.clone import Clone, branch_for, commit_all, head_of, push_branch, tree_of_commit
 from tasks.github import GitHub, Issue, PullRequest, Repository
 from tasks.issue_report import IssueResult, IssueStatus
@@ -145,6 +145,7 @@ async def resolve_issue(issue: Issue, repo: str) -> IssueResult:
     code = await agents.run_code(plan)
     written = apply_files(worktree, {o.role: o.files for o in code})
     review, code, written = await review_step(agents, plan, code, worktree, written, run)
+    refuse_secrets(code)  # as at build_app's phase commits: a key-shaped string blocks the commit
 
     message = commit_message(repo, issue, [*agents.tally.outputs], review, run)
     sha = await commit_all(worktree, written, message)

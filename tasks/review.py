@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field
 
 from tasks.agent import AgentOutput
 from tasks.llm import Provider
+from tasks.secret_scan import PATTERNS as KEY_PATTERNS
 
 Severity = Literal["error", "warning", "info"]
 ToolStatus = Literal["passed", "findings", "failed", "skipped", "error"]
@@ -272,16 +273,7 @@ def _is_test_file(path: str) -> bool:
 
 # What each pattern finds is named; the matched text itself is never reported.
 SECRET_PATTERNS: list[tuple[str, Severity, re.Pattern[str]]] = [
-    ("GitHub token", "error", re.compile(r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}\b")),
-    ("GitHub token", "error", re.compile(r"\bgithub_pat_[A-Za-z0-9_]{40,}\b")),
-    ("Anthropic API key", "error", re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{20,}")),
-    ("AWS access key id", "error", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
-    ("Slack token", "error", re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}")),
-    (
-        "private key",
-        "error",
-        re.compile(r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |PGP |ENCRYPTED )?PRIVATE KEY"),
-    ),
+    *((kind, "error", pattern) for kind, pattern in KEY_PATTERNS),  # the commit-time scan's
     (
         "hard-coded credential",
         "warning",

@@ -289,7 +289,8 @@ def test_a_key_shaped_string_blocks_its_phase_and_names_file_and_line(
         )
     message = str(info.value)
     assert (
-        "agent SECOND: docs/second.md line 3 holds what looks like an Anthropic API key" in message
+        "agent SECOND: docs/second.md line 3 holds what looks like a secret (Anthropic API key)"
+        in message
     )
     assert leaked not in message and leaked[:20] not in message
     assert git(workdir, "log", "--format=%s").splitlines() == [
