@@ -19,9 +19,17 @@ from pathlib import Path
 from typing import TypeVar, cast
 
 from prefect.client.schemas.objects import State
+from prefect.utilities.annotations import quote
 
 from blocks.team import AgentTeam
-from tasks.agent import AgentError, AgentJob, AgentOutput, AgentSettings, run_agent
+from tasks.agent import (
+    AgentError,
+    AgentJob,
+    AgentOutput,
+    AgentSettings,
+    agent_settings,
+    run_agent,
+)
 from tasks.boundary import commit_phase
 from tasks.llm import Provider
 from tasks.logs import run_logger
@@ -68,6 +76,7 @@ class Build:
     _futures: dict[str, asyncio.Future[AgentOutput]] = field(default_factory=dict)
     _phase_done: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
     _phase_started: dict[str, asyncio.Event] = field(default_factory=dict)
+    _starts_done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         loop = asyncio.get_running_loop()
@@ -78,14 +87,7 @@ class Build:
             self.manifest.agents[role_id] = AgentEntry(phase=self.plan.phase_of(role_id))
 
     def settings_for(self, role_id: str) -> AgentSettings:
-        role = self.plan.roles[role_id]
-        return AgentSettings(
-            model=self.team.model_for(role),
-            max_turns=self.team.max_turns,
-            max_tokens=self.team.max_tokens,
-            max_agent_tokens=self.team.max_agent_tokens,
-            timeout_s=self.team.timeout_for(role),
-        )
+        return agent_settings(self.team, self.plan.roles[role_id])
 
     async def start_phases(self, start: Callable[[Phase], Awaitable[T]]) -> list[T | BaseException]:
         """Start every phase subflow, each as soon as the one before it is running.
@@ -95,16 +97,31 @@ class Build:
         "database is locked" and the client then backs off for seconds.
         """
         runs: list[asyncio.Task[T]] = []
-        for phase in self.plan.phases:
-            run = asyncio.ensure_future(start(phase))
-            runs.append(run)
-            started = asyncio.ensure_future(self._phase_started[phase.name].wait())
-            await asyncio.wait([run, started], return_when=asyncio.FIRST_COMPLETED)
-            started.cancel()
+        try:
+            for phase in self.plan.phases:
+                run = asyncio.ensure_future(start(phase))
+                runs.append(run)
+                started = asyncio.ensure_future(self._phase_started[phase.name].wait())
+                await asyncio.wait([run, started], return_when=asyncio.FIRST_COMPLETED)
+                started.cancel()
+        finally:
+            self._starts_done.set()
         return await asyncio.gather(*runs, return_exceptions=True)
 
     def phase_started(self, phase: str) -> None:
         self._phase_started[phase].set()
+
+    async def phase_starts_done(self) -> None:
+        """Wait until every phase subflow has been created (or failed to be).
+
+        A phase subflow holds its return (its final state write) until then:
+        the server's flow-run insert reads before it writes in a deferred
+        SQLite transaction, so a state write landing in between fails it with
+        "database is locked", and the client retries only after 2 s. Commits
+        are not held: only the subflow's own end waits, which takes no time
+        from the build unless every agent of the phase finished first.
+        """
+        await self._starts_done.wait()
 
     async def run_role(self, role_id: str) -> AgentOutput:
         """Wait for this role's dependencies, then run (or fetch from cache) its agent."""
@@ -136,8 +153,14 @@ class Build:
         entry.cache_key = job.cache_key()
         started = time.perf_counter()
         try:
+            # quote(): Prefect would otherwise walk every field of every upstream output
+            # in the job, twice per task run, to look for futures (there are none): a
+            # cost that grows with the square of the team. The task gets the job itself.
             # Prefect types an async task's call as returning the State itself.
-            pending = cast("Awaitable[State[AgentOutput]]", run_agent(job, return_state=True))
+            pending = cast(
+                "Awaitable[State[AgentOutput]]",
+                run_agent(cast("AgentJob", quote(job)), return_state=True),
+            )
             state = await pending
             output = await cast("Awaitable[AgentOutput]", state.result())
         except Exception as exc:
@@ -179,7 +202,12 @@ class Build:
             if not previous_ok:
                 raise PhaseFailed(f"phase {phase} not committed: an earlier phase failed")
             outputs = [self.runs[r].output for r in self.plan.ordered(self._roles_of(phase))]
-            sha = commit_phase(
+            # In a worker thread: writing files and git objects takes tens of ms per
+            # phase, and agents of later phases stream their replies meanwhile. Phases
+            # commit one at a time (each waits for the one before), so there is never
+            # a second writer.
+            sha = await asyncio.to_thread(
+                commit_phase,
                 self.workdir,
                 self.store,
                 phase,
