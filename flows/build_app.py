@@ -5,6 +5,12 @@ AnthropicCredentials block (`--credentials NAME`). A team other than the
 built-in one is an AgentTeam block (`--team NAME`).
 
     python -m flows.build_app "A todo app with React and FastAPI" --workdir out/todo
+
+Two entry points, one flow (same name, same parameters, same run): `build_app`
+for sync callers and deployments, `abuild_app` for async callers and the
+command line. A sync Prefect flow joins its heartbeat thread at exit, and that
+thread sleeps in whole seconds, so a sync call ends up to a second after its
+work (0.5 s on average); the async flow has no such wait.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from blocks.team import AgentTeam, default_team
 from flows.run_phase import run_phase
 from tasks.dataflow import Build, active_build
 from tasks.git import head_commit, open_repo, tree_of
-from tasks.llm import Endpoint, ProviderChoice, resolve_endpoint, use_endpoint
+from tasks.llm import Endpoint, ProviderChoice, aresolve_endpoint, use_endpoint
 from tasks.logs import run_logger
 from tasks.metrics import (
     AgentReport,
@@ -91,11 +97,11 @@ class BuildResult(BaseModel):
     report_path: str
 
 
-def load_team(name: str) -> AgentTeam:
+async def load_team(name: str) -> AgentTeam:
     if name == "default":
         return default_team()
     try:
-        team = AgentTeam.load(name)
+        team = await AgentTeam.aload(name)
     except ValueError as exc:
         raise ValueError(
             f"no AgentTeam block named {name!r}; save one with AgentTeam(...).save({name!r}) "
@@ -138,6 +144,33 @@ def build_app(
     return _run_coroutine(_build(request))
 
 
+@flow(name="build_app", log_prints=True)
+async def abuild_app(
+    idea: str,
+    workdir: str = "out/app",
+    team: str = "default",
+    provider: ProviderChoice = "auto",
+    budget_usd: float | None = None,
+    fresh: bool = False,
+    credentials: str | None = None,
+) -> BuildResult:
+    """`build_app` for async callers: `await abuild_app(idea=...)`; the same flow and result.
+
+    The command line runs this one: an async flow ends when its work ends,
+    without the sync flow's wait for its heartbeat thread (see the module doc).
+    """
+    request = BuildRequest(
+        idea=idea,
+        workdir=Path(workdir),
+        team=team,
+        provider=provider,
+        budget_usd=budget_usd,
+        fresh=fresh,
+        credentials=credentials,
+    )
+    return await _build(request)
+
+
 def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
     """Run the async build from this sync flow, whether or not a loop is already running."""
     try:
@@ -153,9 +186,9 @@ async def _build(request: BuildRequest) -> BuildResult:
     log = run_logger("agentmill.build_app")
     flow_ctx = FlowRunContext.get()
     run_id = str(flow_ctx.flow_run.id) if flow_ctx and flow_ctx.flow_run else "local"
-    endpoint = resolve_endpoint(request.provider, request.credentials)
+    endpoint = await aresolve_endpoint(request.provider, request.credentials)
     _announce(endpoint, log)
-    team = load_team(request.team)
+    team = await load_team(request.team)
     plan = plan_phases(team)
     workdir = request.workdir.resolve()
     repo = open_repo(workdir)
@@ -291,14 +324,16 @@ def main(argv: list[str] | None = None) -> int:
         BuildRequest(idea=args.idea, workdir=Path(args.workdir))
     except ValueError as exc:
         parser.error(str(exc))
-    result = build_app(
-        idea=args.idea,
-        workdir=args.workdir,
-        team=args.team,
-        provider=args.provider,
-        budget_usd=args.budget_usd,
-        fresh=args.fresh,
-        credentials=args.credentials,
+    result = asyncio.run(
+        abuild_app(
+            idea=args.idea,
+            workdir=args.workdir,
+            team=args.team,
+            provider=args.provider,
+            budget_usd=args.budget_usd,
+            fresh=args.fresh,
+            credentials=args.credentials,
+        )
     )
     m = result.metrics
     print(

@@ -94,6 +94,7 @@ def prefect_server() -> Iterator[str]:
             raise RuntimeError(f"Prefect server did not start; see {_HOME / 'server.log'}")
         time.sleep(0.3)
     yield url
+    _flush_prefect_workers()
     proc.terminate()
     try:
         proc.wait(timeout=15)
@@ -101,6 +102,19 @@ def prefect_server() -> Iterator[str]:
         proc.kill()
     log.close()
     shutil.rmtree(_HOME, ignore_errors=True)
+
+
+def _flush_prefect_workers() -> None:
+    """Ship the logs and events still queued before the server goes away.
+
+    An async flow ends with its work (no heartbeat join, unlike a sync flow),
+    so its last log lines can still be queued when the session ends.
+    """
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=10)
 
 
 @pytest.fixture
