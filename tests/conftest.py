@@ -49,6 +49,9 @@ _QUIET_SERVICES = {
     f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false"
     for name in (
         "TASK_RUN_RECORDER",
+        # Its event writes make concurrent flow-run creation fail with "database is
+        # locked" on SQLite; the client then waits 2 s (see benchmarks/results.md).
+        "EVENT_PERSISTER",
         "SCHEDULER",
         "LATE_RUNS",
         "FOREMAN",
