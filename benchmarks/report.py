@@ -9,6 +9,10 @@ from tasks.planning import Plan
 from tasks.timeline import render_timeline
 
 
+def _samples(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
+
+
 def _met(met: bool | None) -> str:
     return {True: "yes", False: "**no**", None: "n/a"}[met]
 
@@ -145,8 +149,9 @@ def _schedules(r: dict[str, Any]) -> list[str]:
         f"{len(r['team_shape']['roles_per_phase'])} phase subflows, {r['roles']} agent tasks "
         f"with cache keys and persisted results, {r['commits']} commits, manifest and report "
         f"({r['agentmill_build_s']:.2f} s of it between the first subflow's start and the "
-        f"last commit). A second cold run (the reruns' first) took "
-        f"{r['agentmill_second_sample_s']:.2f} s. {r['model_requests']} model requests, "
+        f"last commit). agentmill's figure is the median of "
+        f"{len(r['agentmill_samples_s'])} cold runs ({_samples(r['agentmill_samples_s'])} s). "
+        f"{r['model_requests']} model requests, "
         f"{r['tokens']['input']} input and {r['tokens']['output']} output tokens; at most in "
         "flight at once: "
         + ", ".join(f"{v} {t}" for t, v in sorted(r["peak_in_flight_by_tier"].items()))
@@ -173,7 +178,9 @@ def _overhead(r: dict[str, Any]) -> list[str]:
         "## Orchestration overhead (zero latency)",
         "",
         "The same team against the fake with no latency: the wall time is all overhead, "
-        "divided by the number of agents.",
+        "divided by the number of agents. agentmill and the floor: the median of "
+        f"{len(z['agentmill_samples_s'])} runs each (agentmill {_samples(z['agentmill_samples_s'])}"
+        f" s; floor {_samples(z['prefect_floor_samples_s'])} s).",
         "",
         "| run | wall s | ms per agent |",
         "|---|---|---|",
@@ -203,7 +210,10 @@ def _reruns(r: dict[str, Any]) -> list[str]:
         "## Reruns",
         "",
         "In their own workdir and result storage (a fresh idea string too), so nothing "
-        "leaks from the runs above; the cached and incremental runs reuse the first run's.",
+        "leaks from the runs above; the cached and incremental runs reuse the first run's. "
+        "The first run's wall is the median of agentmill's cold runs (this first run is one "
+        f"of them); the cached rerun's, the median of {len(r['cached_rerun_samples_s'])} "
+        f"({_samples(r['cached_rerun_samples_s'])} s), none of which made a model request.",
         "",
         "| run | wall s | model requests | expected |",
         "|---|---|---|---|",
@@ -230,16 +240,24 @@ def _scaling(r: dict[str, Any]) -> list[str]:
         "RSS is its own; the 32-role row is the default team above.",
         "",
         "| roles | agentmill s | critical path s | / critical path | level barriers s "
-        "| faster than level | overhead ms/agent | Prefect floor ms/agent | peak RSS MB |",
+        "| faster than level (at most) | overhead ms/agent | Prefect floor ms/agent "
+        "| peak RSS MB |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for s in r["scaling"]:
+    for s in r["scaling_detail"]:
         lines.append(
             f"| {s['roles']} | {s['agentmill_s']:.2f} | {s['critical_path_s']:.2f} | "
             f"{s['ratio_to_critical_path']:.2f} | {s['level_barrier_s']:.2f} | "
-            f"{s['faster_than_level_barriers']:.0%} | {s['overhead_ms_per_task']:.1f} | "
-            f"{s['floor_ms_per_task']:.1f} | {s['peak_rss_mb']:.0f} |"
+            f"{s['faster_than_level_barriers']:.0%} ({s['level_barrier_headroom']['seed']:.0%}) | "
+            f"{s['overhead_ms_per_task']:.1f} | {s['floor_ms_per_task']:.1f} | "
+            f"{s['peak_rss_mb']:.0f} |"
         )
+    lines += [
+        "",
+        "(at most): how much faster than ideal level barriers the critical path itself is "
+        "for that team and seed, from the latencies alone. The small generated teams are "
+        "nearly chains, so dataflow has little to win there and Prefect's fixed cost shows.",
+    ]
     return [*lines, ""]
 
 
@@ -256,7 +274,9 @@ def _server(r: dict[str, Any]) -> list[str]:
         + ", ".join(server["services_off"])
         + ". These are Prefect settings a user running a private server for builds would "
         "set too; with the task-run recorder and event persister off, task runs and events "
-        "do not show in the UI (flow runs, logs and artifacts do).",
+        "do not show in the UI (flow runs, logs and artifacts do). During the whole "
+        f"benchmark it answered {server.get('retryable_errors', 'n/a')} requests with 503 "
+        '("database is locked"), each retried by the client about 2 s later.',
         "",
     ]
     full = r.get("all_services")
@@ -265,7 +285,8 @@ def _server(r: dict[str, Any]) -> list[str]:
             f"The same agentmill run on a second server with every service on (a plain "
             f"`prefect server start`): {full['agentmill_s']:.2f} s, "
             f"{full['ratio_to_critical_path']:.2f} x the critical path; "
-            f"{full['overhead_ms_per_task']:.1f} ms per agent at zero latency.",
+            f"{full['overhead_ms_per_task']:.1f} ms per agent at zero latency; it answered "
+            f"{full['server'].get('retryable_errors', 'n/a')} requests with 503.",
             "",
         ]
     return lines
@@ -296,8 +317,8 @@ def _where_the_time_goes(r: dict[str, Any]) -> list[str]:
         "commit, the subflows' and the flow's final states, the report.",
         f"- Prefect's floor for this shape, measured: {z['floor_ms_per_task']:.1f} ms per "
         f"agent at {r['roles']} roles for an async flow, its phase subflows and cached tasks "
-        f"that do nothing (about {z['empty_async_flow_s']:.2f} s per flow or subflow run on "
-        "SQLite, each created one after another). The agent code alone costs "
+        f"that do nothing (an empty async flow call alone takes {z['empty_async_flow_s']:.2f} s; "
+        "subflows are created one after another). The agent code alone costs "
         f"{z['asyncio_ms_per_task']:.1f} ms per agent; agentmill's own share is the rest.",
         f"- A sync flow joins its heartbeat thread, which sleeps in whole seconds, when it "
         f"ends: an empty sync flow takes {z['empty_sync_flow_s']:.2f} s against "

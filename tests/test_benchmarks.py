@@ -51,6 +51,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], P
         latency_scale=0.05,
         api_url=os.environ["PREFECT_API_URL"],  # the session's server (tests/conftest.py)
         all_services=False,
+        samples=1,
     )
     return run_benchmark(out, options), out
 
