@@ -5,15 +5,24 @@ AnthropicCredentials block (`--credentials NAME`). A team other than the
 built-in one is an AgentTeam block (`--team NAME`).
 
     python -m flows.build_app "A todo app with React and FastAPI" --workdir out/todo
+
+Two entry points, one flow (same name, same parameters, same run): `build_app`
+for sync callers and deployments, `abuild_app` for async callers and the
+command line. A sync Prefect flow joins its heartbeat thread at exit, and that
+thread sleeps in whole seconds, so a sync call ends up to a second after its
+work (0.5 s on average); the async flow has no such wait.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import inspect
 import sys
 import time
 import unicodedata
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -31,7 +40,7 @@ from tasks.boundary import recover_interrupted_phase
 from tasks.budget import Budget, BudgetExhausted, use_budget
 from tasks.dataflow import Build, active_build
 from tasks.git import head_commit, open_repo, refuse_unsafe_state, tree_of
-from tasks.llm import Endpoint, ProviderChoice, resolve_endpoint, use_endpoint
+from tasks.llm import Endpoint, ProviderChoice, aresolve_endpoint, get_client, use_endpoint
 from tasks.logs import run_logger
 from tasks.metrics import (
     AgentReport,
@@ -97,11 +106,11 @@ class BuildResult(BaseModel):
     report_path: str
 
 
-def load_team(name: str) -> AgentTeam:
+async def load_team(name: str) -> AgentTeam:
     if name == "default":
         return default_team()
     try:
-        team = AgentTeam.load(name)
+        team = await AgentTeam.aload(name)
     except ValueError as exc:
         raise ValueError(
             f"no AgentTeam block named {name!r}; save one with AgentTeam(...).save({name!r}) "
@@ -171,13 +180,46 @@ def _build_app(
 build_app: Flow[..., BuildResult] = _CheckedFlow(fn=_build_app, name="build_app", log_prints=True)
 
 
+async def _abuild_app(
+    idea: str,
+    workdir: str = "out/app",
+    team: str = "default",
+    provider: ProviderChoice = "auto",
+    budget_usd: float | None = None,
+    fresh: bool = False,
+    credentials: str | None = None,
+    approve_plan: bool = False,
+) -> BuildResult:
+    """`build_app` for async callers: `await abuild_app(idea=...)`; the same flow and result.
+
+    The command line runs this one: an async flow ends when its work ends,
+    without the sync flow's wait for its heartbeat thread (see the module doc).
+    """
+    request = _request(
+        idea=idea,
+        workdir=workdir,
+        team=team,
+        provider=provider,
+        budget_usd=budget_usd,
+        fresh=fresh,
+        credentials=credentials,
+        approve_plan=approve_plan,
+    )
+    return await _build(request)
+
+
+abuild_app: Flow[..., Coroutine[Any, Any, BuildResult]] = _CheckedFlow(
+    fn=_abuild_app, name="build_app", log_prints=True
+)
+
+
 async def _build(request: BuildRequest) -> BuildResult:
     log = run_logger("agentmill.build_app")
     flow_ctx = FlowRunContext.get()
     run_id = str(flow_ctx.flow_run.id) if flow_ctx and flow_ctx.flow_run else "local"
-    endpoint = resolve_endpoint(request.provider, request.credentials)
+    endpoint = await aresolve_endpoint(request.provider, request.credentials)
     _announce(endpoint, log)
-    team = load_team(request.team)
+    team = await load_team(request.team)
     plan = plan_phases(team)
     workdir = prepare_workdir(request.workdir)
     repo = open_repo(workdir)
@@ -226,6 +268,7 @@ async def _build(request: BuildRequest) -> BuildResult:
             build.progress_id = await acreate_progress_artifact(
                 progress=0.0, key="agentmill-progress", description="agents done"
             )
+        warm = asyncio.ensure_future(_warm_client(endpoint))
         with active_build(build):
             phases = plan.phases
             outcomes: list[CommitRecord | BaseException | None] = []
@@ -236,6 +279,7 @@ async def _build(request: BuildRequest) -> BuildResult:
                 lambda phase: run_phase(phase=phase.name, roles=phase.roles), phases
             )
         wall = time.perf_counter() - started
+        await warm
         failures = [o for o in outcomes if isinstance(o, BaseException)]
         manifest.status = "failed" if failures else "completed"
         manifest.finished_at = now_iso()
@@ -271,6 +315,7 @@ async def _plan_until_approved(build: Build) -> BaseException | None:
     """
     log = run_logger("agentmill.build_app")
     planning = build.plan.phases[0]
+    build.no_starts_pending()
     while True:
         try:
             await run_phase(phase=planning.name, roles=planning.roles)
@@ -292,6 +337,19 @@ async def _plan_until_approved(build: Build) -> BaseException | None:
         log.info("changes requested for the plan: %s", review.comment or "(no comment)")
         build.feedback.append(review.comment or "Revise the plan.")
         build.restart_phase(planning.name)
+
+
+async def _warm_client(endpoint: Endpoint) -> None:
+    """Build the pooled model client while the first phase subflow is being created.
+
+    Creating it (an SSL context with the CA bundle) takes 20-40 ms of CPU; the
+    first agent would otherwise pay that on the critical path. Yielding once
+    first lets the subflow's creation send its request, so this runs while
+    the loop waits for the API.
+    """
+    await asyncio.sleep(0)
+    with contextlib.suppress(Exception):  # an agent that needs the client reports it
+        get_client(endpoint)
 
 
 def _announce(endpoint: Endpoint, log: Any) -> None:
@@ -378,15 +436,17 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        result = build_app(
-            idea=args.idea,
-            workdir=args.workdir,
-            team=args.team,
-            provider=args.provider,
-            budget_usd=args.budget_usd,
-            fresh=args.fresh,
-            credentials=args.credentials,
-            approve_plan=args.approve_plan,
+        result: BuildResult = asyncio.run(
+            abuild_app(
+                idea=args.idea,
+                workdir=args.workdir,
+                team=args.team,
+                provider=args.provider,
+                budget_usd=args.budget_usd,
+                fresh=args.fresh,
+                credentials=args.credentials,
+                approve_plan=args.approve_plan,
+            )
         )
     except BudgetExhausted as exc:
         print(f"agentmill: {exc}", file=sys.stderr)

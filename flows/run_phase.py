@@ -22,4 +22,7 @@ async def run_phase(phase: str, roles: list[str]) -> CommitRecord | None:
     build.phase_started(phase)
     results = await asyncio.gather(*(build.run_role(r) for r in roles), return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException)]
-    return await build.finish_phase(phase, errors)
+    try:
+        return await build.finish_phase(phase, errors)
+    finally:
+        await build.phase_starts_done()  # see there: keeps this run's end off the next's creation

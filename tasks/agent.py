@@ -17,9 +17,10 @@ from typing import Any
 from anthropic.types import Message
 from prefect import task
 from prefect.context import TaskRunContext
+from prefect.utilities.annotations import quote
 from pydantic import BaseModel, Field
 
-from blocks.team import Role
+from blocks.team import AgentTeam, Role
 from tasks.budget import call_estimate, current_budget
 from tasks.llm import (
     ModelRequest,
@@ -60,6 +61,17 @@ class AgentSettings(BaseModel):
     timeout_s: float = 300.0
     max_file_bytes: int = 256_000
     max_files: int = 50
+
+
+def agent_settings(team: AgentTeam, role: Role) -> AgentSettings:
+    """How `role` calls its model in `team`; one place, so every scheduler runs the same agent."""
+    return AgentSettings(
+        model=team.model_for(role),
+        max_turns=team.max_turns,
+        max_tokens=team.max_tokens,
+        max_agent_tokens=team.max_agent_tokens,
+        timeout_s=team.timeout_for(role),
+    )
 
 
 class AgentOutput(BaseModel):
@@ -157,8 +169,10 @@ class AgentJob(BaseModel):
 
 
 def _job_cache_key(_: TaskRunContext, parameters: dict[str, Any]) -> str:
-    job: AgentJob = parameters["job"]
-    return job.cache_key()
+    job = parameters["job"]
+    if isinstance(job, quote):  # the scheduler passes the job quoted (see tasks.dataflow)
+        job = job.unquote()
+    return str(job.cache_key())
 
 
 @task(

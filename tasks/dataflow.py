@@ -22,9 +22,17 @@ from uuid import UUID
 
 from prefect.artifacts import aupdate_progress_artifact
 from prefect.client.schemas.objects import State
+from prefect.utilities.annotations import quote
 
 from blocks.team import AgentTeam
-from tasks.agent import AgentError, AgentJob, AgentOutput, AgentSettings, run_agent
+from tasks.agent import (
+    AgentError,
+    AgentJob,
+    AgentOutput,
+    AgentSettings,
+    agent_settings,
+    run_agent,
+)
 from tasks.boundary import commit_phase
 from tasks.events import emit_agent_event, emit_phase_committed
 from tasks.llm import Provider
@@ -76,6 +84,7 @@ class Build:
     _phase_done: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
     _phase_started: dict[str, asyncio.Event] = field(default_factory=dict)
     _progress_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _starts_done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         loop = asyncio.get_running_loop()
@@ -86,14 +95,7 @@ class Build:
             self.manifest.agents[role_id] = AgentEntry(phase=self.plan.phase_of(role_id))
 
     def settings_for(self, role_id: str) -> AgentSettings:
-        role = self.plan.roles[role_id]
-        return AgentSettings(
-            model=self.team.model_for(role),
-            max_turns=self.team.max_turns,
-            max_tokens=self.team.max_tokens,
-            max_agent_tokens=self.team.max_agent_tokens,
-            timeout_s=self.team.timeout_for(role),
-        )
+        return agent_settings(self.team, self.plan.roles[role_id])
 
     async def start_phases(
         self, start: Callable[[Phase], Awaitable[T]], phases: list[Phase]
@@ -105,12 +107,16 @@ class Build:
         "database is locked" and the client then backs off for seconds.
         """
         runs: list[asyncio.Task[T]] = []
-        for phase in phases:
-            run = asyncio.ensure_future(start(phase))
-            runs.append(run)
-            started = asyncio.ensure_future(self._phase_started[phase.name].wait())
-            await asyncio.wait([run, started], return_when=asyncio.FIRST_COMPLETED)
-            started.cancel()
+        self._starts_done.clear()
+        try:
+            for phase in phases:
+                run = asyncio.ensure_future(start(phase))
+                runs.append(run)
+                started = asyncio.ensure_future(self._phase_started[phase.name].wait())
+                await asyncio.wait([run, started], return_when=asyncio.FIRST_COMPLETED)
+                started.cancel()
+        finally:
+            self._starts_done.set()
         return await asyncio.gather(*runs, return_exceptions=True)
 
     def restart_phase(self, phase: str) -> None:
@@ -129,6 +135,22 @@ class Build:
 
     def phase_started(self, phase: str) -> None:
         self._phase_started[phase].set()
+
+    def no_starts_pending(self) -> None:
+        """A phase runs alone (the approval gate's planning): its end needs no holding."""
+        self._starts_done.set()
+
+    async def phase_starts_done(self) -> None:
+        """Wait until every phase subflow has been created (or failed to be).
+
+        A phase subflow holds its return (its final state write) until then:
+        the server's flow-run insert reads before it writes in a deferred
+        SQLite transaction, so a state write landing in between fails it with
+        "database is locked", and the client retries only after 2 s. Commits
+        are not held: only the subflow's own end waits, which takes no time
+        from the build unless every agent of the phase finished first.
+        """
+        await self._starts_done.wait()
 
     async def run_role(self, role_id: str) -> AgentOutput:
         """Wait for this role's dependencies, then run (or fetch from cache) its agent."""
@@ -166,8 +188,14 @@ class Build:
         announce("started")
         started = time.perf_counter()
         try:
+            # quote(): Prefect would otherwise walk every field of every upstream output
+            # in the job, twice per task run, to look for futures (there are none): a
+            # cost that grows with the square of the team. The task gets the job itself.
             # Prefect types an async task's call as returning the State itself.
-            pending = cast("Awaitable[State[AgentOutput]]", run_agent(job, return_state=True))
+            pending = cast(
+                "Awaitable[State[AgentOutput]]",
+                run_agent(cast("AgentJob", quote(job)), return_state=True),
+            )
             state = await pending
             output = await cast("Awaitable[AgentOutput]", state.result())
         except Exception as exc:
@@ -230,7 +258,12 @@ class Build:
             if not previous_ok:
                 raise PhaseFailed(f"phase {phase} not committed: an earlier phase failed")
             outputs = [self.runs[r].output for r in self.plan.ordered(self._roles_of(phase))]
-            sha = commit_phase(
+            # In a worker thread: writing files and git objects takes tens of ms per
+            # phase, and agents of later phases stream their replies meanwhile. Phases
+            # commit one at a time (each waits for the one before), so there is never
+            # a second writer.
+            sha = await asyncio.to_thread(
+                commit_phase,
                 self.workdir,
                 self.store,
                 phase,

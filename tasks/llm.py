@@ -54,21 +54,51 @@ _ENDPOINT: ContextVar[Endpoint | None] = ContextVar("agentmill_endpoint", defaul
 
 
 def resolve_endpoint(choice: ProviderChoice, credentials_block: str | None = None) -> Endpoint:
-    """Pick the provider: a key from the named block or ANTHROPIC_API_KEY means Claude."""
-    key: str | None = None
-    base_url = os.environ.get("ANTHROPIC_BASE_URL") or None
+    """Pick the provider: a key from the named block or ANTHROPIC_API_KEY means Claude.
+
+    Loads the block synchronously: call it from sync code (or a sync flow); async
+    code awaits `aresolve_endpoint`, because Prefect's `Block.load` returns a
+    coroutine inside an async flow.
+    """
+    creds = None
     if credentials_block:
         from blocks.credentials import AnthropicCredentials
 
         try:
-            creds = AnthropicCredentials.load(credentials_block)
+            creds = AnthropicCredentials.load(credentials_block, _sync=True)  # type: ignore[call-arg]
         except ValueError as exc:
-            raise ModelCallError(
-                f"no AnthropicCredentials block named {credentials_block!r}; create it in the "
-                "Prefect UI (Blocks) or with AnthropicCredentials(api_key=...).save(name)"
-            ) from exc
-        key = creds.api_key.get_secret_value()  # type: ignore[union-attr]
-        base_url = creds.base_url or base_url  # type: ignore[union-attr]
+            raise _no_block(credentials_block) from exc
+    return _endpoint(choice, creds)
+
+
+async def aresolve_endpoint(
+    choice: ProviderChoice, credentials_block: str | None = None
+) -> Endpoint:
+    """`resolve_endpoint` for async code: the credentials block is loaded with `aload`."""
+    creds = None
+    if credentials_block:
+        from blocks.credentials import AnthropicCredentials
+
+        try:
+            creds = await AnthropicCredentials.aload(credentials_block)
+        except ValueError as exc:
+            raise _no_block(credentials_block) from exc
+    return _endpoint(choice, creds)
+
+
+def _no_block(name: str) -> ModelCallError:
+    return ModelCallError(
+        f"no AnthropicCredentials block named {name!r}; create it in the "
+        "Prefect UI (Blocks) or with AnthropicCredentials(api_key=...).save(name)"
+    )
+
+
+def _endpoint(choice: ProviderChoice, creds: Any) -> Endpoint:
+    key: str | None = None
+    base_url = os.environ.get("ANTHROPIC_BASE_URL") or None
+    if creds is not None:
+        key = creds.api_key.get_secret_value()
+        base_url = creds.base_url or base_url
     else:
         key = os.environ.get("ANTHROPIC_API_KEY") or None
     if choice == "offline" or (choice == "auto" and not key):

@@ -97,8 +97,8 @@ class Store:
             for path, content in sorted(output.files.items())
         ]
         workdir = self.root.parent
-        atomic_write_json(workdir / output_path, record)
-        atomic_write_json(workdir / artifacts_path, artifacts)
+        atomic_write_json(workdir / output_path, record, only_if_changed=True)
+        atomic_write_json(workdir / artifacts_path, artifacts, only_if_changed=True)
         return [output_path, artifacts_path]
 
     def save_report(self, report: BaseModel, markdown: str, timeline_svg: str) -> Path:

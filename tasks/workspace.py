@@ -107,8 +107,28 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def atomic_write_json(path: Path, data: object) -> None:
-    atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """`atomic_write` unless the file already holds exactly `data`; True if it wrote.
+
+    A rerun restores the same files into the same workdir: comparing costs a
+    read, writing costs a temp file, an fsync and a rename per file, on the
+    path from one phase's commit to the next.
+    """
+    try:
+        if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+            return False
+    except OSError:
+        pass  # unreadable: write it
+    atomic_write(path, data)
+    return True
+
+
+def atomic_write_json(path: Path, data: object, only_if_changed: bool = False) -> None:
+    encoded = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+    if only_if_changed:
+        write_if_changed(path, encoded)
+    else:
+        atomic_write(path, encoded)
 
 
 Writes = dict[str, tuple[Path, str]]
@@ -133,7 +153,7 @@ def plan_writes(workdir: Path, changes: dict[str, dict[str, str]]) -> Writes:
 
 def write_all(writes: Writes) -> None:
     for target, content in writes.values():
-        atomic_write(target, content.encode())
+        write_if_changed(target, content.encode())
 
 
 def apply_files(workdir: Path, changes: dict[str, dict[str, str]]) -> list[str]:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,6 @@ from flows.build_app import build_app
 from tasks.offline_model import scripted_reply
 from tasks.workspace import PathRejected, apply_files
 from tests.fakes.messages_api import FakeMessagesAPI, role_of
-from tests.prefect_api import agentmill_events
 
 KEY = "sk-ant-api03-LEAKCHECK-7f3e9a1b2c4d5e6f-secret"
 
@@ -131,7 +128,6 @@ def test_the_api_key_appears_in_no_log_artifact_result_store_or_commit(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     workdir = tmp_path / "app"
-    since = datetime.now(UTC) - timedelta(seconds=5)
     with FakeMessagesAPI() as api:
         monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
         monkeypatch.setenv("ANTHROPIC_BASE_URL", api.base_url)
@@ -152,7 +148,8 @@ def test_the_api_key_appears_in_no_log_artifact_result_store_or_commit(
             haystacks[str(path)] = path.read_bytes().decode("utf-8", errors="replace")
 
     async def from_api() -> dict[str, str]:
-        events = await agentmill_events(os.environ["PREFECT_API_URL"], since, want=6)
+        # Events: the session server does not store them (see conftest); the
+        # deployment test searches the stored events of a full server instead.
         async with get_client() as client:
             await asyncio.sleep(1.0)  # the log handler ships batches every 0.3 s
             logs = await client.read_logs()
@@ -162,11 +159,9 @@ def test_the_api_key_appears_in_no_log_artifact_result_store_or_commit(
             "api logs": "\n".join(log.message for log in logs),
             "api artifacts": "\n".join(str(a.data) for a in artifacts),
             "api flow-run parameters": "\n".join(str(r.parameters) for r in flow_runs),
-            "api events": json.dumps(events),
         }
 
     haystacks.update(asyncio.run(from_api()))
     assert unique_idea in haystacks["api flow-run parameters"]  # the search does reach them
-    assert "agentmill.agent.completed" in haystacks["api events"]
     leaks = [where for where, text in haystacks.items() if KEY in text or KEY[:24] in text]
     assert leaks == []

@@ -196,3 +196,35 @@ def test_saved_team_block_loads_back(unique_idea: str) -> None:
     default_team().save(name)
     loaded = AgentTeam.load(name)
     assert [r.id for r in loaded.roles] == [r.id for r in default_team().roles]  # type: ignore[attr-defined]
+
+
+async def test_abuild_app_is_the_same_flow_for_async_callers(
+    tmp_path: Path, unique_idea: str
+) -> None:
+    """Async callers (and the CLI) await abuild_app: blocks load with aload, same result."""
+    from blocks.team import Role
+    from flows.build_app import abuild_app
+
+    roles = [
+        Role(id="PLANNER", title="Planner", phase="planning", track="p", instructions="plan"),
+        Role(
+            id="BUILDER",
+            title="Builder",
+            phase="implementation",
+            track="i",
+            depends_on=["PLANNER"],
+            instructions="build",
+        ),
+    ]
+    name = f"async-{uuid.uuid4().hex[:8]}"
+    await AgentTeam(roles=roles).asave(name)
+    workdir = tmp_path / "app"
+
+    result = await abuild_app(idea=unique_idea, workdir=str(workdir), team=name)
+
+    assert isinstance(result, BuildResult) and result.status == "completed"
+    assert [c.phase for c in result.commits] == ["planning", "implementation"]
+    assert result.metrics.model_requests == 6
+    assert git(workdir, "rev-list", "--count", "HEAD") == "2"
+    with pytest.raises(ValueError, match="no AgentTeam block named 'nope'"):
+        await abuild_app(idea=unique_idea, workdir=str(tmp_path / "other"), team="nope")

@@ -4,6 +4,11 @@ By default it answers like the offline model (the same script), so a build
 against it behaves like an offline build but goes over the network through
 the SDK's real transport. Tests inject faults, replace the script, add
 latency, and read back every request it saw.
+
+The benchmark harness shares one fake between runs: a base URL of
+`{base_url}/runs/{tag}` tags each request with its run, and the fake keeps,
+per request, the model tier, the step of the agent's loop, the latency it
+served and the tokens it reported, plus the in-flight peak per (tag, tier).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import re
 import socket
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +74,23 @@ class SeenRequest:
     headers: dict[str, str]
     at: float
     fault: str | None
+    tag: str | None = None
+    tier: str = "other"
+    step: int = 0
+    latency_s: float = 0.0  # the delay the fake chose for this reply
+    served_s: float = 0.0  # the delay it actually waited (event-loop lag included)
+    input_tokens: int = 0  # input + cache read + cache write, as the reply's usage says
+    output_tokens: int = 0
+
+
+def tier_of(model: str) -> str:
+    """The tier a model id belongs to ("opus", "sonnet", "haiku"), else "other"."""
+    return next((t for t in ("opus", "sonnet", "haiku") if t in model), "other")
+
+
+def step_of(body: dict[str, Any]) -> int:
+    """Which request of the agent's loop this is: 0 for the first, 1 after one reply, ..."""
+    return sum(1 for m in body.get("messages") or [] if m.get("role") == "assistant")
 
 
 def role_of(body: dict[str, Any]) -> str | None:
@@ -91,9 +113,16 @@ class FakeMessagesAPI:
         self._lock = threading.Lock()
         self.in_flight = 0
         self.max_in_flight = 0
+        self.in_flight_by_tier: Counter[tuple[str | None, str]] = Counter()
+        self.max_in_flight_by_tier: Counter[tuple[str | None, str]] = Counter()
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        app = Starlette(routes=[Route("/v1/messages", self._messages, methods=["POST"])])
+        app = Starlette(
+            routes=[
+                Route("/v1/messages", self._messages, methods=["POST"]),
+                Route("/runs/{tag}/v1/messages", self._messages, methods=["POST"]),
+            ]
+        )
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
         )
@@ -111,8 +140,28 @@ class FakeMessagesAPI:
         with self._lock:
             self._role_faults.setdefault(role, []).extend(faults)
 
-    def requests_by_role(self) -> Counter[str]:
-        return Counter(r.role or "?" for r in self.requests)
+    def requests_by_role(self, tag: str | None = None) -> Counter[str]:
+        return Counter(r.role or "?" for r in self.requests_for(tag))
+
+    def tagged_url(self, tag: str) -> str:
+        """A base URL whose requests the fake files under `tag`."""
+        return f"{self.base_url}/runs/{tag}"
+
+    def requests_for(self, tag: str | None = None) -> list[SeenRequest]:
+        """Requests of one tagged run; all requests when `tag` is None."""
+        return [r for r in list(self.requests) if tag is None or r.tag == tag]
+
+    def peak_in_flight(self, tag: str | None = None) -> dict[str, int]:
+        """The most requests of each tier the fake held at once (for one tag, or any)."""
+        peaks: defaultdict[str, int] = defaultdict(int)
+        for (seen_tag, tier), peak in self.max_in_flight_by_tier.items():
+            if tag is None or seen_tag == tag:
+                peaks[tier] = max(peaks[tier], peak)
+        return dict(peaks)
+
+    def delay_for(self, body: dict[str, Any], tag: str | None) -> float:
+        """Seconds to hold this reply; subclasses decide per tag (the benchmark does)."""
+        return self.latency(body) if self.latency else 0.0
 
     def __enter__(self) -> FakeMessagesAPI:
         self._thread.start()
@@ -144,10 +193,19 @@ class FakeMessagesAPI:
         except ValueError:
             return _error(400, "body is not JSON")
         role = role_of(body)
+        tag = request.path_params.get("tag")
         fault = self._next_fault(role)
-        self.requests.append(
-            SeenRequest(role, body, dict(request.headers), time.monotonic(), fault and fault.kind)
+        seen = SeenRequest(
+            role,
+            body,
+            dict(request.headers),
+            time.monotonic(),
+            fault and fault.kind,
+            tag=tag,
+            tier=tier_of(str(body.get("model", ""))),
+            step=step_of(body),
         )
+        self.requests.append(seen)
         if fault and fault.kind == "status":
             error_type = fault.error_type or _STATUS_TYPES.get(fault.status, "api_error")
             return Response(
@@ -160,26 +218,41 @@ class FakeMessagesAPI:
         if "model" not in body or "max_tokens" not in body or not body.get("messages"):
             return _error(400, "model, max_tokens and messages are required")
         reply = self.script(body)
-        delay = self.latency(body) if self.latency else 0.0
+        usage = reply.get("usage", {})
+        seen.input_tokens = (
+            usage.get("input_tokens", 0)
+            + (usage.get("cache_read_input_tokens") or 0)
+            + (usage.get("cache_creation_input_tokens") or 0)
+        )
+        seen.output_tokens = usage.get("output_tokens", 0)
+        seen.latency_s = self.delay_for(body, tag)
         if not body.get("stream"):
-            await self._wait(delay)
+            await self._wait(seen)
             return Response(message_json(reply), media_type="application/json")
-        return StreamingResponse(self._events(reply, delay, fault), media_type=SSE_CONTENT_TYPE)
+        return StreamingResponse(self._events(reply, seen, fault), media_type=SSE_CONTENT_TYPE)
 
-    async def _wait(self, delay: float) -> None:
+    async def _wait(self, seen: SeenRequest) -> None:
+        slot = (seen.tag, seen.tier)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.in_flight_by_tier[slot] += 1
+        self.max_in_flight_by_tier[slot] = max(
+            self.max_in_flight_by_tier[slot], self.in_flight_by_tier[slot]
+        )
+        started = time.monotonic()
         try:
-            if delay:
-                await asyncio.sleep(delay)
+            if seen.latency_s:
+                await asyncio.sleep(seen.latency_s)
         finally:
+            seen.served_s = time.monotonic() - started
             self.in_flight -= 1
+            self.in_flight_by_tier[slot] -= 1
 
     async def _events(
-        self, reply: dict[str, Any], delay: float, fault: Fault | None
+        self, reply: dict[str, Any], seen: SeenRequest, fault: Fault | None
     ) -> AsyncIterator[bytes]:
         events = list(message_sse(reply))
-        await self._wait(delay)
+        await self._wait(seen)
         for i, event in enumerate(events):
             if fault and i == 2:
                 if fault.kind == "reset":
