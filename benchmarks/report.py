@@ -178,9 +178,10 @@ def _overhead(r: dict[str, Any]) -> list[str]:
         "## Orchestration overhead (zero latency)",
         "",
         "The same team against the fake with no latency: the wall time is all overhead, "
-        "divided by the number of agents. agentmill and the floor: the median of "
-        f"{len(z['agentmill_samples_s'])} runs each (agentmill {_samples(z['agentmill_samples_s'])}"
-        f" s; floor {_samples(z['prefect_floor_samples_s'])} s).",
+        "divided by the number of agents. Each row but the last two is the median of "
+        f"{len(z['agentmill_samples_s'])} runs (async {_samples(z['agentmill_samples_s'])} s; "
+        f"sync {_samples(z['agentmill_sync_flow_samples_s'])} s; "
+        f"floor {_samples(z['prefect_floor_samples_s'])} s).",
         "",
         "| run | wall s | ms per agent |",
         "|---|---|---|",
