@@ -238,7 +238,8 @@ def _scaling(r: dict[str, Any]) -> list[str]:
         "",
         "Generated teams with the default team's shape (roles per phase, tracks of a lead "
         "and workers, tier mix 3:11:18, fan-in), each size in a fresh process so its peak "
-        "RSS is its own; the 32-role row is the default team above.",
+        "RSS is its own; the 32-role row is the default team above. agentmill, its "
+        "overhead and the floor are medians of repeated runs, as above.",
         "",
         "| roles | agentmill s | critical path s | / critical path | level barriers s "
         "| faster than level (at most) | overhead ms/agent | Prefect floor ms/agent "

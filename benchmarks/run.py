@@ -191,7 +191,7 @@ def main_runs(plan: Plan, scratch: Path, samples: int = 3) -> list[dict[str, Any
 def scaling_runs(samples: int = 3) -> list[dict[str, Any]]:
     return [
         {"name": "level_barriers", "kind": "baseline", "schedule": "level_barriers"},
-        {"name": "agentmill", "kind": "agentmill"},
+        *_samples("agentmill", samples, kind="agentmill"),
         *_samples("zero_agentmill", samples, kind="agentmill", zero=True),
         *_samples("zero_floor", samples, kind="floor", zero=True),
     ]
@@ -218,6 +218,7 @@ def summarise_group(bench: Bench, group: str, roles: int) -> dict[str, Any]:
         "roles": n,
         "shape": team_shape(team),
         "agentmill_s": agentmill,
+        "agentmill_samples_s": runs["agentmill"].get("samples_s", [agentmill]),
         "agentmill_build_s": runs["agentmill"]["build_wall_s"],
         "agentmill_wall_parts": bench.wall_parts(runs["agentmill"], cp),
         "critical_path_s": round(cp, 4),
