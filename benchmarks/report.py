@@ -178,9 +178,10 @@ def _overhead(r: dict[str, Any]) -> list[str]:
         "## Orchestration overhead (zero latency)",
         "",
         "The same team against the fake with no latency: the wall time is all overhead, "
-        "divided by the number of agents. agentmill and the floor: the median of "
-        f"{len(z['agentmill_samples_s'])} runs each (agentmill {_samples(z['agentmill_samples_s'])}"
-        f" s; floor {_samples(z['prefect_floor_samples_s'])} s).",
+        "divided by the number of agents. Each row but the last two is the median of "
+        f"{len(z['agentmill_samples_s'])} runs (async {_samples(z['agentmill_samples_s'])} s; "
+        f"sync {_samples(z['agentmill_sync_flow_samples_s'])} s; "
+        f"floor {_samples(z['prefect_floor_samples_s'])} s).",
         "",
         "| run | wall s | ms per agent |",
         "|---|---|---|",
@@ -237,7 +238,8 @@ def _scaling(r: dict[str, Any]) -> list[str]:
         "",
         "Generated teams with the default team's shape (roles per phase, tracks of a lead "
         "and workers, tier mix 3:11:18, fan-in), each size in a fresh process so its peak "
-        "RSS is its own; the 32-role row is the default team above.",
+        "RSS is its own; the 32-role row is the default team above. agentmill, its "
+        "overhead and the floor are medians of repeated runs, as above.",
         "",
         "| roles | agentmill s | critical path s | / critical path | level barriers s "
         "| faster than level (at most) | overhead ms/agent | Prefect floor ms/agent "

@@ -177,7 +177,7 @@ def main_runs(plan: Plan, scratch: Path, samples: int = 3) -> list[dict[str, Any
         *_samples("agentmill", max(1, samples - 1), kind="agentmill"),
         {"name": "zero_asyncio", "kind": "baseline", "schedule": "asyncio_dataflow", **zero},
         *_samples("zero_agentmill", samples, kind="agentmill", **zero),
-        {"name": "zero_agentmill_sync", "kind": "agentmill", "sync": True, **zero},
+        *_samples("zero_agentmill_sync", samples, kind="agentmill", sync=True, **zero),
         *_samples("zero_floor", samples, kind="floor", **zero),
         {"name": "empty_flows", "kind": "empty_flows"},
         # A third cold sample of agentmill, and the first run of the reruns.
@@ -191,7 +191,7 @@ def main_runs(plan: Plan, scratch: Path, samples: int = 3) -> list[dict[str, Any
 def scaling_runs(samples: int = 3) -> list[dict[str, Any]]:
     return [
         {"name": "level_barriers", "kind": "baseline", "schedule": "level_barriers"},
-        {"name": "agentmill", "kind": "agentmill"},
+        *_samples("agentmill", samples, kind="agentmill"),
         *_samples("zero_agentmill", samples, kind="agentmill", zero=True),
         *_samples("zero_floor", samples, kind="floor", zero=True),
     ]
@@ -218,6 +218,7 @@ def summarise_group(bench: Bench, group: str, roles: int) -> dict[str, Any]:
         "roles": n,
         "shape": team_shape(team),
         "agentmill_s": agentmill,
+        "agentmill_samples_s": runs["agentmill"].get("samples_s", [agentmill]),
         "agentmill_build_s": runs["agentmill"]["build_wall_s"],
         "agentmill_wall_parts": bench.wall_parts(runs["agentmill"], cp),
         "critical_path_s": round(cp, 4),
@@ -301,7 +302,7 @@ def summarise(bench: Bench, server: dict[str, Any]) -> dict[str, Any]:
         ),
         "wall_parts": {
             name: bench.wall_parts(main[name], cp)
-            for name in ("agentmill", "asyncio_dataflow", "level_barriers")
+            for name in ("agentmill", "asyncio_dataflow", "level_barriers", "sequential")
         },
         "overhead_ms_per_task": head["overhead_ms_per_task"],
         "zero_latency": {
@@ -309,6 +310,7 @@ def summarise(bench: Bench, server: dict[str, Any]) -> dict[str, Any]:
             "agentmill_samples_s": z["zero_agentmill"]["samples_s"],
             "agentmill_build_s": z["zero_agentmill"]["build_wall_s"],
             "agentmill_sync_flow_s": z["zero_agentmill_sync"]["wall_s"],
+            "agentmill_sync_flow_samples_s": z["zero_agentmill_sync"]["samples_s"],
             "sync_flow_ms_per_task": round(1000 * z["zero_agentmill_sync"]["wall_s"] / n, 1),
             "prefect_floor_s": z["zero_floor"]["wall_s"],
             "prefect_floor_samples_s": z["zero_floor"]["samples_s"],

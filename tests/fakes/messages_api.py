@@ -22,7 +22,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 from starlette.applications import Starlette
@@ -163,7 +163,7 @@ class FakeMessagesAPI:
         """Seconds to hold this reply; subclasses decide per tag (the benchmark does)."""
         return self.latency(body) if self.latency else 0.0
 
-    def __enter__(self) -> FakeMessagesAPI:
+    def __enter__(self) -> Self:
         self._thread.start()
         deadline = time.monotonic() + 10
         while not self._server.started:
@@ -200,7 +200,7 @@ class FakeMessagesAPI:
             body,
             dict(request.headers),
             time.monotonic(),
-            fault and fault.kind,
+            fault.kind if fault else None,
             tag=tag,
             tier=tier_of(str(body.get("model", ""))),
             step=step_of(body),
