@@ -327,16 +327,18 @@ def _where_the_time_goes(r: dict[str, Any]) -> list[str]:
         f"{z['empty_async_flow_s']:.2f} s for an async one. `build_app(...)` from sync code "
         "pays this (up to a second per build); the CLI and `await abuild_app(...)` do not.",
         "- On SQLite the server inserts a flow run in a transaction that reads, then writes; "
-        'any state write landing in between fails it with "database is locked" and the '
-        "client retries after 2 s. agentmill now keeps a phase subflow's end from "
-        "overlapping the next subflow's creation; with the task-run recorder on, its writes "
-        "can still collide (see the all-services run). PostgreSQL is the real answer.",
+        "any write landing in between (a state, a batch of logs, a recorded task run) fails "
+        'it with "database is locked" and the client retries after 2 s. agentmill keeps '
+        "its phase subflows' ends off the next subflow's creation; log batches can still "
+        "collide (the medians above absorb those), and with the task-run recorder on many "
+        "more do (the all-services run). PostgreSQL is the real answer.",
         "",
         "Fixed in agentmill for this benchmark: git blobs written in-process (GitPython's "
         "default forked a `git` per blob), commits in a worker thread, identical files not "
         "rewritten and not restaged on reruns, agent jobs passed to Prefect quoted (it "
         "walked every upstream output of every job), subflow ends kept off subflow "
-        "creation, and an async entry point (`abuild_app`) that the CLI uses.",
+        "creation, the model client built while the first subflow is created, and an async "
+        "entry point (`abuild_app`) that the CLI uses.",
         "",
     ]
 
