@@ -164,17 +164,7 @@ def _build_app(
         approve_plan: Pause after planning until a person approves the plan (or asks
             the PM for changes) in the Prefect UI.
     """
-    request = _request(
-        idea=idea,
-        workdir=workdir,
-        team=team,
-        provider=provider,
-        budget_usd=budget_usd,
-        fresh=fresh,
-        credentials=credentials,
-        approve_plan=approve_plan,
-    )
-    return run_coroutine(_build(request))
+    return run_coroutine(_abuild_app(**locals()))
 
 
 build_app: Flow[..., BuildResult] = _CheckedFlow(fn=_build_app, name="build_app", log_prints=True)
@@ -195,17 +185,7 @@ async def _abuild_app(
     The command line runs this one: an async flow ends when its work ends,
     without the sync flow's wait for its heartbeat thread (see the module doc).
     """
-    request = _request(
-        idea=idea,
-        workdir=workdir,
-        team=team,
-        provider=provider,
-        budget_usd=budget_usd,
-        fresh=fresh,
-        credentials=credentials,
-        approve_plan=approve_plan,
-    )
-    return await _build(request)
+    return await _build(_request(**locals()))
 
 
 abuild_app: Flow[..., Coroutine[Any, Any, BuildResult]] = _CheckedFlow(

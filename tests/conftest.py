@@ -10,25 +10,20 @@ tests (fresh-process reruns) reach it through PREFECT_API_URL.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.prefect_api import free_port, running_server
+from benchmarks.prefect_server import QUIET_OFF, PrefectServer
 
-_HOME = Path(tempfile.mkdtemp(prefix="agentmill-tests-"))
-
-
-_PORT = free_port()
+# Created now (its port and home), started by the session fixture below.
+_SERVER = PrefectServer(services_off=QUIET_OFF)
 for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "GITHUB_TOKEN"):
     os.environ.pop(name, None)
 SERVER_ENV = {
-    "PREFECT_HOME": str(_HOME / "prefect"),
-    "PREFECT_API_URL": f"http://127.0.0.1:{_PORT}/api",
+    "PREFECT_HOME": str(_SERVER.home),
+    "PREFECT_API_URL": _SERVER.api_url,
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "1",
     "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.3",
@@ -37,31 +32,18 @@ SERVER_ENV = {
 }
 os.environ.update(SERVER_ENV)
 
-_QUIET_SERVICES = {
-    f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false"
-    for name in (
-        "TASK_RUN_RECORDER",
-        # Its event writes make concurrent flow-run creation fail with "database is
-        # locked" on SQLite; the client then waits 2 s (see benchmarks/results.md).
-        "EVENT_PERSISTER",
-        "SCHEDULER",
-        "LATE_RUNS",
-        "FOREMAN",
-        "CANCELLATION_CLEANUP",
-        "PAUSE_EXPIRATIONS",
-        "TRIGGERS",
-    )
-}
-
 
 @pytest.fixture(scope="session", autouse=True)
 def prefect_server() -> Iterator[str]:
-    """Start the session's Prefect server and stop it at the end."""
-    env = {**os.environ, **_QUIET_SERVICES, "PREFECT_UI_ENABLED": "false"}
-    with running_server(_PORT, env, _HOME / "server.log") as url:
-        yield url
+    """Start the session's Prefect server and stop it at the end.
+
+    Its services that write task runs and events to SQLite are off: their
+    writes make concurrent flow-run creation fail with "database is locked",
+    and the client then waits 2 s (see benchmarks/results.md).
+    """
+    with _SERVER as server:
+        yield server.api_url
         _flush_prefect_workers()
-    shutil.rmtree(_HOME, ignore_errors=True)
 
 
 def _flush_prefect_workers() -> None:

@@ -1,27 +1,14 @@
-"""The Prefect API in tests: a real server on loopback, and reading back what a run left in it."""
+"""The Prefect API in tests: stopping what a test started, reading back what a run left."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def stop(proc: subprocess.Popen[bytes], signals: tuple[int, ...] = (signal.SIGTERM,)) -> None:
@@ -37,32 +24,6 @@ def stop(proc: subprocess.Popen[bytes], signals: tuple[int, ...] = (signal.SIGTE
     if proc.poll() is None:
         proc.kill()
         proc.wait()
-
-
-@contextmanager
-def running_server(port: int, env: dict[str, str], log_path: Path) -> Iterator[str]:
-    """`prefect server start` on 127.0.0.1:port with `env`; yields the API URL, then stops it."""
-    url = f"http://127.0.0.1:{port}/api"
-    command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [*command, "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{url}/health", timeout=1):
-                        break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(
-                            f"Prefect server did not start; see {log_path}"
-                        ) from None
-                    time.sleep(0.3)
-            yield url
-        finally:
-            stop(proc)
 
 
 async def agentmill_events(api_url: str, since: datetime, want: int = 1) -> list[dict[str, Any]]:

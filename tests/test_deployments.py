@@ -27,7 +27,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from tests.prefect_api import agentmill_events, free_port, running_server, stop
+from benchmarks.prefect_server import PrefectServer
+from tests.prefect_api import agentmill_events, stop
 
 pytestmark = pytest.mark.integration
 
@@ -55,18 +56,17 @@ def _cli(env: dict[str, str], *args: str) -> str:
 def prefect_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A server and a process worker with prefect.yaml deployed; stopped at the end."""
     home = tmp_path_factory.mktemp("prefect-ui")
-    port = free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
+    server = PrefectServer(services_off=(), root=home)  # every service on: events are stored
     env = {
         **os.environ,
-        "PREFECT_HOME": str(home / "prefect"),
-        "PREFECT_API_URL": api_url,
+        "PREFECT_HOME": str(server.home),
+        "PREFECT_API_URL": server.api_url,
         "PREFECT_UI_ENABLED": "false",
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "PREFECT_WORKER_PREFETCH_SECONDS": "1",
     }
     worker: subprocess.Popen[bytes] | None = None
-    with running_server(port, env, home / "server.log"):
+    with server:
         try:
             _cli(env, "work-pool", "create", "local", "--type", "process")
             registered = _cli(env, "block", "register", "-m", "blocks")
