@@ -18,10 +18,9 @@ from benchmarks.baselines import dependency_levels
 from benchmarks.latency import TierLatency
 from blocks.team import AgentTeam
 from tasks.metrics import critical_path
+from tasks.offline_model import REQUESTS_PER_AGENT
 from tasks.planning import plan_phases
 from tests.fakes.messages_api import tier_of
-
-REQUESTS_PER_AGENT = 3  # the scripted model: read, write, submit
 
 
 def agent_latencies(team: AgentTeam, latency: TierLatency) -> dict[str, float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tasks.metrics import AgentReport
+from tasks.offline_model import REQUESTS_PER_AGENT as PER_AGENT
 from tasks.planning import Plan
 from tasks.timeline import render_timeline
 
@@ -218,7 +219,8 @@ def _reruns(r: dict[str, Any]) -> list[str]:
         "",
         "| run | wall s | model requests | expected |",
         "|---|---|---|---|",
-        f"| first run, cold cache | {r['cached_rerun_first_run_s']:.2f} | {3 * n} | {3 * n} |",
+        f"| first run, cold cache | {r['cached_rerun_first_run_s']:.2f} | {PER_AGENT * n} "
+        f"| {PER_AGENT * n} |",
         f"| fully cached rerun | {r['cached_rerun_s']:.2f} "
         f"({r['cached_rerun_share_of_first']:.1%} of the first) | "
         f"{r['cached_rerun_requests']} | 0 |",

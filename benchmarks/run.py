@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.baselines import dependency_levels
-from benchmarks.bounds import REQUESTS_PER_AGENT, ideal_walls, level_barrier_headroom
+from benchmarks.bounds import ideal_walls, level_barrier_headroom
 from benchmarks.fake_api import BenchMessagesAPI
 from benchmarks.latency import TierLatency
 from benchmarks.machine import describe_machine, load_average, now_iso
@@ -35,6 +35,7 @@ from benchmarks.report import render_markdown, render_timeline_svg
 from benchmarks.teams import team_of_size, team_shape
 from tasks.agent import pointer_tokens
 from tasks.metrics import critical_path
+from tasks.offline_model import REQUESTS_PER_AGENT
 from tasks.planning import Plan, plan_phases
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,6 +6,7 @@ they see cannot change while earlier phases commit around them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,9 @@ def restore_paths(workdir: Path, paths: list[str]) -> None:
     repo = git.Repo(workdir)
     try:
         head = head_commit(repo)
-        tracked = set(repo.git.ls_tree("-r", "--name-only", head).splitlines()) if head else set()
+        # -z: paths raw, not C-quoted (a non-ASCII name would not match otherwise)
+        listed = repo.git.ls_tree("-r", "-z", "--name-only", head) if head else ""
+        tracked = {path for path in listed.split("\0") if path}
         if head:
             repo.git.reset("-q", head, "--", *paths)  # unstage whatever the killed run added
         else:
@@ -118,16 +121,29 @@ class TreeEntry:
 
 
 def list_tree(workdir: Path, tree: str) -> dict[str, TreeEntry]:
-    """Every file of a tree object, by path."""
+    """Every file of a tree object, by path (symlinks included, submodules left out).
+
+    A tree object is immutable, so its listing is kept per (repository, tree):
+    every agent of a build reads the same base tree.
+    """
     if tree == EMPTY_TREE:
         return {}
-    repo = _repo(workdir)
+    return dict(_listing(str(Path(workdir).resolve()), tree))
+
+
+@functools.lru_cache(maxsize=64)
+def _listing(workdir: str, tree: str) -> tuple[tuple[str, TreeEntry], ...]:
+    repo = _repo(Path(workdir))
     try:
-        return {
-            str(item.path): TreeEntry(item.hexsha, item.mode)
-            for item in repo.tree(tree).traverse()
+        # A Tree made from a bare sha (`repo.tree(sha)`) has no `path`, and walking
+        # into its first subdirectory raises "Attribute 'path' unset"
+        # (gitpython-developers/GitPython#759); a root tree needs the path "".
+        root = git.Tree(repo, bytes.fromhex(tree), mode=git.Tree.tree_id << 12, path="")
+        return tuple(
+            (str(item.path), TreeEntry(item.hexsha, item.mode))
+            for item in root.traverse()
             if isinstance(item, git.Blob)
-        }
+        )
     finally:
         repo.close()
 

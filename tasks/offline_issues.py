@@ -3,6 +3,8 @@
 Like the rest of the offline model it is deterministic: every answer follows
 from the request alone (the issue text in the brief, the outputs read).
 
+- Every role first lists the tree and reads the brief and its dependencies'
+  outputs, then reads a few files (a code agent: its subtask's files first).
 - Triage: keywords in the issue pick type and priority; the number of
   checklist items (`- [ ] ...`) picks the complexity.
 - Coordinator: one subtask per checklist item, else one for the whole issue;
@@ -22,6 +24,7 @@ import json
 import re
 from typing import Any
 
+from tasks.offline_reading import first_look, listing_of, pick_reads
 from tasks.prompts import BRIEF_PATH
 
 OFFLINE_CODE_NOTICE = "Placeholder written by agentmill's offline model, not a real change."
@@ -31,6 +34,7 @@ _CHECKLIST = re.compile(r"^\s*[-*] \[[ xX]\] (.+)$", re.M)
 _ISSUE_NUMBER = re.compile(r"#(\d+)")
 _CODE_ROLE = re.compile(r"^ISSUE_CODE_(\d+)(_FIX)?$")
 _PENALTY = {"error": 30, "warning": 10, "info": 2}
+FILES_READ = 3  # files of the repository each issue agent reads before it answers
 
 
 def is_issue_role(role: str) -> bool:
@@ -40,11 +44,28 @@ def is_issue_role(role: str) -> bool:
 def issue_turn(
     role: str, deps: list[str], step: int, messages: list[dict[str, Any]]
 ) -> list[tuple[str, dict[str, Any]]]:
-    """The tool calls (name, input) of the role's next turn; the caller wraps them in a reply."""
+    """The tool calls (name, input) of the role's next turn; the caller wraps them in a reply.
+
+    Every role looks first (the tree, the brief, its dependencies' outputs),
+    then reads files of the repository (code agents: the ones their subtask
+    names, then the deepest), and only then writes or answers.
+    """
     if step == 0:
-        return [("read_file", {"path": BRIEF_PATH})] + [("read_output", {"role": d}) for d in deps]
+        return first_look(deps)
     brief, outputs = _reads(messages)
     idea = str(brief.get("idea", ""))
+    match = _CODE_ROLE.match(role)
+    if step == 1:
+        wanted: list[str] = []
+        if match:
+            subtask = _subtask(outputs, int(match.group(1)))
+            wanted = [str(f) for f in subtask.get("files", [])]
+        listing = listing_of(messages)
+        picks = [p for p in wanted if p in listing]
+        picks += [p for p in pick_reads(listing, FILES_READ, role) if p not in picks]
+        return [("read_file", {"path": p}) for p in picks[:FILES_READ]] or [
+            ("read_file", {"path": BRIEF_PATH})
+        ]
     if role == "ISSUE_TRIAGE":
         return [("submit", _submit(f"{role}: issue classified.", triage_of(idea)))]
     if role == "ISSUE_COORDINATOR":
@@ -57,21 +78,23 @@ def issue_turn(
         decision = "approved" if verdict["approve"] else "changes requested"
         summary = f"{role}: score {verdict['score']}, {decision}."
         return [("submit", _submit(summary, verdict))]
-    match = _CODE_ROLE.match(role)
     if match:
         subtask_id, fixing = int(match.group(1)), bool(match.group(2))
-        plan = outputs.get("ISSUE_COORDINATOR", {}).get("result", {})
-        subtask = next(
-            (s for s in plan.get("subtasks", []) if s.get("id") == subtask_id),
-            {"id": subtask_id, "title": f"subtask {subtask_id}", "depends_on": []},
-        )
-        if step == 1:
+        subtask = _subtask(outputs, subtask_id)
+        if step == 2:
             sloppy = SLOPPY_DIRECTIVE in idea and not fixing
             files = code_files(_issue_number(idea), subtask, sloppy=sloppy)
             return [("write_file", {"path": p, "content": c}) for p, c in files.items()]
         what = "fixed the review's findings" if fixing else "implemented"
         return [("submit", _submit(f"{role}: {what} subtask {subtask_id}: {subtask['title']}."))]
     return [("submit", _submit(f"{role}: nothing scripted for this role offline."))]
+
+
+def _subtask(outputs: dict[str, dict[str, Any]], subtask_id: int) -> dict[str, Any]:
+    """The coordinator's subtask `subtask_id`, or a stand-in when the plan was not read."""
+    plan = outputs.get("ISSUE_COORDINATOR", {}).get("result", {})
+    found = next((s for s in plan.get("subtasks", []) if s.get("id") == subtask_id), None)
+    return found or {"id": subtask_id, "title": f"subtask {subtask_id}", "depends_on": []}
 
 
 def _submit(summary: str, result: dict[str, Any] | None = None) -> dict[str, Any]:

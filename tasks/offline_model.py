@@ -2,8 +2,9 @@
 
 It answers the real Messages API (JSON or server-sent events, tool_use blocks),
 so an offline run goes through the same SDK, streaming and tool-loop code as a
-real one. Its script is that of a diligent agent: read the brief and every
-dependency's output, write one document, submit. (The issue team's roles,
+real one. Its script is that of a diligent agent: list the tree, read the
+brief and every dependency's output, read several files (the deepest first),
+write one document that cites what it read, submit. (The issue team's roles,
 ISSUE_*, follow their own script in `tasks.offline_issues`.) Replies depend
 only on the request (role, instructions, idea, upstream outputs), so they are
 deterministic, and a change upstream changes what lands downstream.
@@ -21,6 +22,14 @@ import httpx2
 
 from tasks.messages_wire import SSE_CONTENT_TYPE, error_json, message_json, message_sse
 from tasks.offline_issues import is_issue_role, issue_turn
+from tasks.offline_reading import (
+    all_results,
+    files_read,
+    first_look,
+    listing_of,
+    pick_reads,
+    text_of,
+)
 from tasks.prompts import BRIEF_PATH
 
 OFFLINE_BASE_URL = "http://offline-model.invalid"
@@ -32,10 +41,17 @@ OFFLINE_NOTICE = (
 _POINTER = re.compile(r"Role: (?P<role>[A-Z0-9_]+)\b.*?Dependencies: (?P<deps>[^.]*)\.", re.S)
 
 
+# Every agent of the build script makes this many model requests: list and read
+# its inputs, read files, write, submit.
+REQUESTS_PER_AGENT = 4
+# How many files of its view an agent reads before it writes (nested ones first).
+FILES_READ = 4
+
+
 def scripted_reply(request: dict[str, Any]) -> dict[str, Any]:
     """The assistant message the offline model sends for one Messages API request."""
     messages = request["messages"]
-    match = _POINTER.search(_text_of(messages[0]["content"]))
+    match = _POINTER.search(text_of(messages[0]["content"]))
     if not match:
         content: list[dict[str, Any]] = [
             {"type": "text", "text": "Offline model: I only follow agentmill's pointer message."}
@@ -50,14 +66,21 @@ def scripted_reply(request: dict[str, Any]) -> dict[str, Any]:
         content += [_tool_use(role, step, i, name, args) for i, (name, args) in enumerate(calls)]
         return _message(request, content, "tool_use")
     if step == 0:
-        content = [{"type": "text", "text": "Reading the brief and my inputs first."}]
-        content.append(_tool_use(role, step, 0, "read_file", {"path": BRIEF_PATH}))
-        for i, dep in enumerate(deps, start=1):
-            content.append(_tool_use(role, step, i, "read_output", {"role": dep}))
+        calls = first_look(deps)
+        content = [{"type": "text", "text": "Looking at the tree, the brief and my inputs first."}]
+        content += [_tool_use(role, step, i, name, args) for i, (name, args) in enumerate(calls)]
         return _message(request, content, "tool_use")
     if step == 1:
-        results = _tool_results(messages)
-        document = _document(role, _system_text(request), results)
+        picks = pick_reads(listing_of(messages), FILES_READ, role)
+        content = [{"type": "text", "text": f"Reading {len(picks)} files of the tree."}]
+        content += [
+            _tool_use(role, step, i, "read_file", {"path": path}) for i, path in enumerate(picks)
+        ]
+        if not picks:  # nothing to read: look at the brief again (a turn is still a turn)
+            content.append(_tool_use(role, step, 0, "read_file", {"path": BRIEF_PATH}))
+        return _message(request, content, "tool_use")
+    if step == 2:
+        document = _document(role, _system_text(request), messages)
         path = f"docs/{role.lower().replace('_', '-')}.md"
         content = [
             {"type": "text", "text": f"Writing {path}."},
@@ -74,10 +97,10 @@ def scripted_reply(request: dict[str, Any]) -> dict[str, Any]:
     return _message(request, [_tool_use(role, step, 0, "submit", submit)], "tool_use")
 
 
-def _document(role: str, system: str, results: list[str]) -> str:
+def _document(role: str, system: str, messages: list[dict[str, Any]]) -> str:
     brief: dict[str, Any] = {}
     inputs: list[str] = []
-    for result in results:
+    for result in all_results(messages):
         try:
             data = json.loads(result)
         except ValueError:
@@ -86,6 +109,9 @@ def _document(role: str, system: str, results: list[str]) -> str:
             brief = data
         elif isinstance(data, dict) and "summary" in data:
             inputs.append(f"- {data.get('role', '?')}: {data['summary']}")
+    read = [
+        f"- `{path}`: {_first_line(text)}" for path, text in sorted(files_read(messages).items())
+    ]
     instructions = hashlib.sha256(system.encode()).hexdigest()[:12]
     lines = [
         f"# {role}: {brief.get('idea', '(idea not read)')}",
@@ -97,11 +123,19 @@ def _document(role: str, system: str, results: list[str]) -> str:
         "## Inputs read",
         *(inputs or ["- none"]),
         "",
+        "## Files read",
+        *(read or ["- none"]),
+        "",
     ]
     feedback = brief.get("reviewer_feedback") or []
     if feedback:
         lines += ["## Reviewer feedback addressed", *(f"- {comment}" for comment in feedback), ""]
     return "\n".join(lines)
+
+
+def _first_line(text: str) -> str:
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "(empty)")
+    return line[:80].replace("`", "'")
 
 
 def _message(request: dict[str, Any], content: list[dict[str, Any]], stop: str) -> dict[str, Any]:
@@ -132,25 +166,8 @@ def _tool_use(role: str, step: int, i: int, name: str, args: dict[str, Any]) -> 
     return {"type": "tool_use", "id": f"toolu_{tool_id}", "name": name, "input": args}
 
 
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(b.get("text", "") for b in content if isinstance(b, dict))
-
-
 def _system_text(request: dict[str, Any]) -> str:
-    return _text_of(request.get("system", ""))
-
-
-def _tool_results(messages: list[dict[str, Any]]) -> list[str]:
-    last = messages[-1]["content"]
-    if isinstance(last, str):
-        return []
-    out = []
-    for block in last:
-        if block.get("type") == "tool_result":
-            out.append(_text_of(block.get("content", "")))
-    return out
+    return text_of(request.get("system", ""))
 
 
 def handle(request: httpx2.Request) -> httpx2.Response:

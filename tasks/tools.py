@@ -79,8 +79,7 @@ class AgentView:
         if path in self._upstream_files:
             return self._upstream_files[path][:MAX_READ_BYTES]
         if path in self._base:
-            data = read_blob(self.workdir, self._base[path])[:MAX_READ_BYTES]
-            return data.decode("utf-8", errors="replace")
+            return _as_text(path, read_blob(self.workdir, self._base[path]))
         raise ToolError(f"no file {path!r} in your view; list_files shows what there is")
 
     def read_output(self, role: str) -> str:
@@ -123,6 +122,16 @@ class AgentView:
             raise ToolError(f"write refused: at most {self.limits.max_files} files per agent")
         self.changes[path] = content
         return f"recorded {path} ({size} bytes)"
+
+
+def _as_text(path: str, data: bytes) -> str:
+    """A base-tree file as the model sees it: text, or a note that it is binary."""
+    if b"\x00" in data[:8192]:
+        return f"({path} is a binary file of {len(data)} bytes; it cannot be shown as text)"
+    text = data[:MAX_READ_BYTES].decode("utf-8", errors="replace")
+    if len(data) > MAX_READ_BYTES:
+        text += f"\n[... cut at {MAX_READ_BYTES} of {len(data)} bytes]"
+    return text
 
 
 def call_tool(view: AgentView, name: str, args: Any) -> str | Submission:

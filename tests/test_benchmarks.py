@@ -21,6 +21,7 @@ from benchmarks.latency import TierLatency
 from benchmarks.run import Options, run_benchmark
 from benchmarks.teams import generated_team, team_shape
 from blocks.team import default_team
+from tasks.offline_model import REQUESTS_PER_AGENT as PER_AGENT
 
 REQUIRED_KEYS = {
     "date",
@@ -75,12 +76,12 @@ def test_requests_commits_and_reruns_are_counted_from_the_fake(
 ) -> None:
     r, _ = results
     assert r["roles"] == 8
-    assert r["model_requests"] == 3 * 8  # read, write, submit per agent
+    assert r["model_requests"] == PER_AGENT * 8
     assert r["commits"] == 5  # one per phase
     assert r["cached_rerun_requests"] == 0 and r["cached_rerun_cached_agents"] == 8
     assert r["incremental_roles"] == r["incremental_expected_roles"]
     assert r["incremental_requests"] == r["incremental_expected_requests"]
-    assert r["incremental_requests"] == 3 * len(r["incremental_expected_roles"]) > 0
+    assert r["incremental_requests"] == PER_AGENT * len(r["incremental_expected_roles"]) > 0
     assert 0 < r["context_tokens_per_agent"] <= r["context_tokens_max"] < 100
     assert r["tokens"]["input"] > 0 and r["tokens"]["output"] > 0
     assert sum(r["peak_in_flight_by_tier"].values()) >= 1

@@ -14,6 +14,7 @@ from prefect.client.orchestration import get_client
 
 from blocks.team import AgentTeam, Role
 from flows.build_app import build_app
+from tasks.offline_model import REQUESTS_PER_AGENT as PER_AGENT
 from tasks.offline_model import scripted_reply
 from tasks.workspace import PathRejected, apply_files
 from tests.fakes.messages_api import FakeMessagesAPI, role_of
@@ -134,7 +135,7 @@ def test_the_api_key_appears_in_no_log_artifact_result_store_or_commit(
         result = build_app(
             idea=unique_idea, workdir=str(workdir), team=_team(f"leak-{uuid.uuid4().hex[:8]}")
         )
-    assert result.provider == "anthropic" and result.metrics.model_requests == 9
+    assert result.provider == "anthropic" and result.metrics.model_requests == 3 * PER_AGENT
     assert all(r.headers["authorization"] == f"Bearer {KEY}" for r in api.requests)
 
     haystacks = {"captured logs": caplog.text, "result": result.model_dump_json()}

@@ -13,6 +13,7 @@ import pytest
 
 from blocks.team import AgentTeam, default_team
 from flows.build_app import BuildResult, build_app
+from tasks.offline_model import REQUESTS_PER_AGENT as PER_AGENT
 from tasks.planning import PlanError, plan_phases
 from tasks.workspace import WorkspaceBusy, workspace_lock
 
@@ -85,7 +86,7 @@ def test_offline_build_commits_each_phase_and_records_everything(
     report = json.loads((workdir / ".tasks" / "report.json").read_text())
     metrics = report["metrics"]
     assert len(report["agents"]) == len(plan.order)
-    assert metrics["model_requests"] == 3 * len(plan.order)  # read, write, submit
+    assert metrics["model_requests"] == PER_AGENT * len(plan.order)
     assert 0 < metrics["critical_path_s"] <= metrics["wall_s"]
     assert metrics["parallel_efficiency"] == pytest.approx(
         metrics["critical_path_s"] / metrics["wall_s"], abs=1e-3
@@ -147,7 +148,7 @@ def test_changing_one_role_reruns_exactly_it_and_its_descendants(
     expected = {changed} | plan_phases(team).descendants(changed)
     rerun = {a.role for a in result.agents if not a.cached}
     assert rerun == expected
-    assert result.metrics.model_requests == 3 * len(expected)
+    assert result.metrics.model_requests == PER_AGENT * len(expected)
     assert {a.role for a in result.agents if a.requests} == expected
     assert result.metrics.commits >= 1
 
@@ -224,7 +225,7 @@ async def test_abuild_app_is_the_same_flow_for_async_callers(
 
     assert isinstance(result, BuildResult) and result.status == "completed"
     assert [c.phase for c in result.commits] == ["planning", "implementation"]
-    assert result.metrics.model_requests == 6
+    assert result.metrics.model_requests == 2 * PER_AGENT
     assert git(workdir, "rev-list", "--count", "HEAD") == "2"
     with pytest.raises(ValueError, match="no AgentTeam block named 'nope'"):
         await abuild_app(idea=unique_idea, workdir=str(tmp_path / "other"), team="nope")

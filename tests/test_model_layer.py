@@ -19,6 +19,7 @@ from blocks.team import default_team
 from tasks.agent import AgentJob, AgentSettings, run_tool_loop
 from tasks.git import EMPTY_TREE
 from tasks.llm import Endpoint, ModelCallError, RetryPolicy, use_endpoint
+from tasks.offline_model import REQUESTS_PER_AGENT as PER_AGENT
 from tests.fakes.messages_api import FakeMessagesAPI, Fault
 
 KEY = "sk-ant-api03-TESTKEY-do-not-log-0123456789abcdef"
@@ -53,7 +54,7 @@ async def test_streamed_tool_loop_over_http(api: FakeMessagesAPI, tmp_path: Path
     output = await run(api, job_for("PM", tmp_path))
 
     assert output.files and next(iter(output.files)).startswith("docs/")
-    assert output.usage.requests == 3 and output.usage.output_tokens > 0
+    assert output.usage.requests == PER_AGENT and output.usage.output_tokens > 0
     assert output.usage.cache_write_tokens > 0 and output.usage.cache_read_tokens > 0
     assert output.cost_usd > 0  # priced from the table for a real provider
     first = api.requests[0]
@@ -63,11 +64,13 @@ async def test_streamed_tool_loop_over_http(api: FakeMessagesAPI, tmp_path: Path
     assert first.body["messages"] == [
         {"role": "user", "content": "Role: PM. Brief: .tasks/manifest.json. Dependencies: none."}
     ]
-    # the second request carries the tool results of the first reply's tool calls
+    # the second request carries the tool results of the first reply's tool calls:
+    # the listing, then the brief
     results = [
         b for b in api.requests[1].body["messages"][-1]["content"] if b["type"] == "tool_result"
     ]
-    assert results and "a todo app" in results[0]["content"]
+    assert len(results) == 2 and ".tasks/manifest.json" in results[0]["content"]
+    assert "a todo app" in results[1]["content"]
 
 
 async def test_429_with_retry_after_is_retried_after_the_wait(
@@ -75,7 +78,7 @@ async def test_429_with_retry_after_is_retried_after_the_wait(
 ) -> None:
     api.fail_next(Fault(status=429, headers={"retry-after": "0.4"}))
     output = await run(api, job_for("PM", tmp_path))
-    assert output.usage.requests == 4 and len(api.requests) == 4
+    assert output.usage.requests == PER_AGENT + 1 and len(api.requests) == PER_AGENT + 1
     assert api.requests[1].at - api.requests[0].at >= 0.38
 
 
@@ -95,7 +98,7 @@ async def test_transient_faults_are_retried_once_each(
 ) -> None:
     api.fail_next(fault)
     output = await run(api, job_for("PM", tmp_path))
-    assert len(api.requests) == 4 and output.usage.requests == 4
+    assert len(api.requests) == PER_AGENT + 1 and output.usage.requests == PER_AGENT + 1
 
 
 async def test_retries_stop_at_the_bound_with_a_clear_error(
@@ -141,7 +144,7 @@ async def test_a_bad_path_from_the_model_is_refused_to_it(
     api.script = script
     output = await run(api, job_for("PM", tmp_path))
     assert output.files == {}
-    results = api.requests[2].body["messages"][-1]["content"]
+    results = api.requests[PER_AGENT - 1].body["messages"][-1]["content"]
     assert results[0]["is_error"] is True and "climbs out" in results[0]["content"]
 
 

@@ -36,6 +36,7 @@ from tasks.github import GitHubError
 from tasks.issue_report import IssuesSummary
 from tasks.pull_request import DONE_LABEL, comment_marker
 from tests.fakes.github_api import FakeGitHub, Held
+from tests.fakes.repos import init_repo
 
 TOKEN = "ghp_E2ELEAKCHECK0123456789abcdefABCDEF0123"
 BASIC = base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
@@ -51,19 +52,16 @@ def git(cwd: Path, *args: str) -> str:
 
 
 def make_remote(base: Path) -> Path:
-    """A bare repository with a small Python project; pushes to agentmill/issue-3 are refused."""
-    seed = base / "seed"
-    (seed / "tests").mkdir(parents=True)
-    (seed / "README.md").write_text("# widgets\n")
-    (seed / "calc.py").write_text(
-        '"""Arithmetic."""\n\n\ndef add(a: int, b: int) -> int:\n    return a + b\n'
+    """A bare repository of the fixture project plus a calculator; issue-3 pushes are refused."""
+    seed = init_repo(
+        base / "seed",
+        extra={
+            "calc.py": '"""Arithmetic."""\n\n\ndef add(a: int, b: int) -> int:\n    return a + b\n',
+            "tests/test_calc.py": (
+                "from calc import add\n\n\ndef test_add() -> None:\n    assert add(2, 3) == 5\n"
+            ),
+        },
     )
-    (seed / "tests" / "test_calc.py").write_text(
-        "from calc import add\n\n\ndef test_add() -> None:\n    assert add(2, 3) == 5\n"
-    )
-    git(seed, "init", "-q", "-b", "main")
-    git(seed, "add", ".")
-    git(seed, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "widgets")
     bare = base / "remote.git"
     git(base, "clone", "-q", "--bare", str(seed), str(bare))
     hook = bare / "hooks" / "pre-receive"

@@ -23,6 +23,7 @@ from blocks.team import AgentTeam, Role, default_team
 from flows.build_app import build_app
 from tasks.budget import BudgetExhausted
 from tasks.llm import RetryPolicy
+from tasks.offline_model import REQUESTS_PER_AGENT as PER_AGENT
 from tasks.offline_model import scripted_reply
 from tasks.planning import plan_phases
 from tasks.workspace import STORE_DIR, WorkspaceBusy, workspace_lock
@@ -90,9 +91,9 @@ def test_a_run_survives_every_transient_fault_without_multiplying_retries(
 
     assert result.status == "completed" and len(result.commits) == len(plan.phases)
     seen = api.requests_by_role()
-    for role in plan.order:  # 3 answered requests + exactly one retry per injected fault
-        assert seen[role] == 3 + per_role[role], role
-    assert max(seen.values()) <= 3 + ATTEMPTS - 1
+    for role in plan.order:  # answered requests + exactly one retry per injected fault
+        assert seen[role] == PER_AGENT + per_role[role], role
+    assert max(seen.values()) <= PER_AGENT + ATTEMPTS - 1
     assert all(
         (tmp_path / "app" / "docs" / f"{r.lower().replace('_', '-')}.md").exists()
         for r in plan.order
@@ -101,8 +102,8 @@ def test_a_run_survives_every_transient_fault_without_multiplying_retries(
     report_line(
         capsys,
         f"faults injected: {sum(injected.values())} ({dict(injected)}); run completed: 1/1; "
-        f"requests per agent: max {max(seen.values())} (3 answered + its faults; bound "
-        f"{3 + ATTEMPTS - 1}); agents committed: {len(plan.order)}/{len(plan.order)}",
+        f"requests per agent: max {max(seen.values())} ({PER_AGENT} answered + its faults; bound "
+        f"{PER_AGENT + ATTEMPTS - 1}); agents committed: {len(plan.order)}/{len(plan.order)}",
     )
 
 
@@ -166,7 +167,7 @@ def test_sigkill_mid_implementation_then_rerun_resumes_exactly_once(
         first.kill()
         pytest.fail("the first run never reached the implementation phase")
     time.sleep(1.0)  # let the fast implementation agents finish and persist their results
-    finished = {role for role, n in api.requests_by_role().items() if n >= 3}
+    finished = {role for role, n in api.requests_by_role().items() if n >= PER_AGENT}
     first.send_signal(signal.SIGKILL)
     first.wait()
     assert json.loads((workdir / STORE_DIR / "lock").read_text())["pid"] == first.pid
@@ -312,14 +313,16 @@ def test_the_budget_stops_before_the_call_that_could_cross_it_and_a_rerun_contin
     assert "stopped: the budget of $0.1200 is spent" in message and "remains" in message
     assert "phases committed: planning" in message and "larger --budget-usd" in message
     assert 0 < info.value.spent < 0.12
-    assert api.requests_by_role() == Counter({"FIRST": 3})
+    assert api.requests_by_role() == Counter({"FIRST": PER_AGENT})
     assert git(workdir, "log", "--format=%s").splitlines() == [
         "agentmill: planning phase (1 agents)"
     ]
 
     result = build_app(idea=unique_idea, workdir=str(workdir), team=team, budget_usd=1.0)
     assert result.status == "completed" and result.metrics.cost_usd < 1.0
-    assert api.requests_by_role() == Counter({"FIRST": 3, "SECOND": 3})  # FIRST came from the cache
+    assert api.requests_by_role() == Counter(
+        {"FIRST": PER_AGENT, "SECOND": PER_AGENT}
+    )  # FIRST came from the cache
     assert len(git(workdir, "log", "--format=%s").splitlines()) == 2
 
 
