@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from blocks.team import AgentTeam
-from tasks.agent import AgentJob, AgentOutput, agent_settings, run_tool_loop
-from tasks.git import EMPTY_TREE
-from tasks.llm import Endpoint, use_endpoint
-from tasks.planning import Plan
+from tasks.agents.task import AgentJob, AgentOutput, agent_settings, run_tool_loop
+from tasks.build.planning import Plan
+from tasks.common.git import EMPTY_TREE
+from tasks.model.client import Endpoint, use_endpoint
 
 
 @dataclass

@@ -17,10 +17,10 @@ from typing import Any
 from benchmarks.baselines import dependency_levels
 from benchmarks.latency import TierLatency
 from blocks.team import AgentTeam
-from tasks.metrics import critical_path
-from tasks.offline_model import REQUESTS_PER_AGENT
-from tasks.planning import plan_phases
-from tests.fakes.messages_api import tier_of
+from tasks.build.planning import plan_phases
+from tasks.build.report import critical_path
+from tasks.model.offline import REQUESTS_PER_AGENT
+from tasks.testing.messages_api import tier_of
 
 
 def agent_latencies(team: AgentTeam, latency: TierLatency) -> dict[str, float]:

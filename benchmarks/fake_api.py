@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks.latency import TierLatency
-from tests.fakes.messages_api import FakeMessagesAPI, SeenRequest, role_of, step_of, tier_of
+from tasks.testing.messages_api import FakeMessagesAPI, SeenRequest, role_of, step_of, tier_of
 
 
 @dataclass

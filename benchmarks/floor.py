@@ -20,7 +20,7 @@ from typing import Any, cast
 from prefect import flow, task
 from prefect.context import TaskRunContext
 
-from tasks.planning import Plan
+from tasks.build.planning import Plan
 
 _FUTURES: ContextVar[dict[str, asyncio.Future[str]]] = ContextVar("floor_futures")
 _STARTED: ContextVar[dict[str, asyncio.Event]] = ContextVar("floor_started")

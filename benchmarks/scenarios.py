@@ -57,8 +57,8 @@ def main(argv: list[str]) -> int:
 def _run(run: dict[str, Any], team: Any, spec: dict[str, Any]) -> dict[str, Any]:
     from benchmarks.baselines import run_baseline
     from benchmarks.floor import empty_flow_calls, run_floor
-    from tasks.llm import Endpoint
-    from tasks.planning import plan_phases
+    from tasks.build.planning import plan_phases
+    from tasks.model.client import Endpoint
 
     plan = plan_phases(team)
     workdir = Path(run["workdir"])

@@ -16,7 +16,7 @@ from collections import Counter
 from typing import Any
 
 from blocks.team import PHASES, AgentTeam, Role, default_team
-from tasks.planning import plan_phases
+from tasks.build.planning import plan_phases
 
 # Roles per phase in the default team (32 in all), and its mean track size per phase.
 PHASE_SHARE = {"planning": 2, "architecture": 5, "implementation": 13, "quality": 7, "ops": 5}

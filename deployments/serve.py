@@ -25,13 +25,17 @@ TRIAGE_CRON = "*/30 * * * *"
 def deployments() -> list[RunnerDeployment]:
     repo = os.environ.get("AGENTMILL_REPO", "")
     return [
-        build_app.to_deployment(
+        # from_flow, not flow.to_deployment: the latter dispatches to a coroutine in
+        # async contexts, and its declared type says so.
+        RunnerDeployment.from_flow(
+            build_app,
             name="build-app",
             description="Build an idea with the agent team; one git commit per phase.",
             parameters={"idea": "A todo app with React and FastAPI", "workdir": "out/app"},
             tags=["agentmill"],
         ),
-        process_issues.to_deployment(
+        RunnerDeployment.from_flow(
+            process_issues,
             name="triage-issues",
             description="Work the labelled GitHub issues into reviewed pull requests.",
             parameters={"repo": repo or "OWNER/NAME", "clone_dir": "out/issues"},

@@ -34,15 +34,11 @@ from pydantic import BaseModel, Field, field_validator
 
 from blocks.team import AgentTeam, default_team
 from flows.run_phase import run_phase
-from tasks.aio import run_coroutine
-from tasks.approval import PlanReview, review_text
-from tasks.boundary import recover_interrupted_phase
-from tasks.budget import Budget, BudgetExhausted, use_budget
-from tasks.dataflow import Build, active_build
-from tasks.git import head_commit, open_repo, refuse_unsafe_state, tree_of
-from tasks.llm import Endpoint, ProviderChoice, aresolve_endpoint, get_client, use_endpoint
-from tasks.logs import run_logger
-from tasks.metrics import (
+from tasks.build.approval import PlanReview, review_text
+from tasks.build.commit import recover_interrupted_phase
+from tasks.build.phases import Build, active_build
+from tasks.build.planning import plan_phases
+from tasks.build.report import (
     AgentReport,
     CommitRecord,
     RunMetrics,
@@ -50,10 +46,14 @@ from tasks.metrics import (
     report_markdown,
     summarise,
 )
-from tasks.planning import plan_phases
-from tasks.store import Manifest, PhaseEntry, Store, now_iso
-from tasks.timeline import render_timeline
-from tasks.workspace import prepare_workdir, workspace_lock
+from tasks.build.store import Manifest, PhaseEntry, Store, now_iso
+from tasks.build.timeline import render_timeline
+from tasks.common.aio import run_coroutine
+from tasks.common.git import head_commit, open_repo, refuse_unsafe_state, tree_of
+from tasks.common.logs import run_logger
+from tasks.common.workspace import prepare_workdir, workspace_lock
+from tasks.model.budget import Budget, BudgetExhausted, use_budget
+from tasks.model.client import Endpoint, ProviderChoice, aresolve_endpoint, get_client, use_endpoint
 
 MAX_IDEA_CHARS = 20_000
 APPROVAL_TIMEOUT_S = 24 * 3600  # a plan may wait a day for its reviewer

@@ -29,14 +29,14 @@ from prefect.context import FlowRunContext
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from flows.resolve_issue import ExistingPR, IssueRun, active_issue_run, resolve_issue
-from tasks.aio import run_coroutine
-from tasks.clone import GitAuth, branch_for, open_clone
-from tasks.github import REPO_PATTERN, EtagCache, GitHub, Issue, resolve_github
-from tasks.issue_report import IssueResult, IssuesSummary, ProgressReporter
-from tasks.llm import Endpoint, ProviderChoice, resolve_endpoint, use_endpoint
-from tasks.logs import run_logger
-from tasks.review import scanning_for
-from tasks.workspace import workspace_lock
+from tasks.common.aio import run_coroutine
+from tasks.common.logs import run_logger
+from tasks.common.workspace import workspace_lock
+from tasks.issues.checks import scanning_for
+from tasks.issues.clone import GitAuth, branch_for, open_clone
+from tasks.issues.github import REPO_PATTERN, EtagCache, GitHub, Issue, resolve_github
+from tasks.issues.report import IssueResult, IssuesSummary, ProgressReporter
+from tasks.model.client import Endpoint, ProviderChoice, resolve_endpoint, use_endpoint
 
 MAX_CONCURRENCY = 32
 

@@ -22,12 +22,25 @@ from typing import Literal
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.agent import AgentOutput
-from tasks.boundary import refuse_secrets, trailer_lines
-from tasks.clone import Clone, branch_for, commit_all, head_of, push_branch, tree_of_commit
-from tasks.github import GitHub, Issue, PullRequest, Repository
-from tasks.issue_report import IssueResult, IssueStatus
-from tasks.issue_team import (
+from tasks.agents.task import AgentOutput
+from tasks.build.commit import refuse_secrets, trailer_lines
+from tasks.common.logs import run_logger
+from tasks.common.workspace import apply_files
+from tasks.issues.checks import run_checks
+from tasks.issues.clone import Clone, branch_for, commit_all, head_of, push_branch, tree_of_commit
+from tasks.issues.github import GitHub, Issue, PullRequest, Repository
+from tasks.issues.pull_request import (
+    DONE_LABEL,
+    ReviewOutcome,
+    ReviewRound,
+    announce,
+    comment_body,
+    open_or_update,
+    pr_body,
+    pr_title,
+)
+from tasks.issues.report import IssueResult, IssueStatus
+from tasks.issues.team import (
     PLAN_SCHEMA,
     REVIEW_SCHEMA,
     TRIAGE_SCHEMA,
@@ -42,21 +55,8 @@ from tasks.issue_team import (
     review_role,
     triage_role,
 )
-from tasks.issue_work import IssueAgents, Tally
-from tasks.llm import Provider
-from tasks.logs import run_logger
-from tasks.pull_request import (
-    DONE_LABEL,
-    ReviewOutcome,
-    ReviewRound,
-    announce,
-    comment_body,
-    open_or_update,
-    pr_body,
-    pr_title,
-)
-from tasks.review import run_checks
-from tasks.workspace import apply_files
+from tasks.issues.work import IssueAgents, Tally
+from tasks.model.client import Provider
 
 ExistingPR = Literal["skip", "update"]
 

@@ -11,8 +11,8 @@ import asyncio
 
 from prefect import flow
 
-from tasks.dataflow import current_build
-from tasks.metrics import CommitRecord
+from tasks.build.phases import current_build
+from tasks.build.report import CommitRecord
 
 
 @flow(name="run_phase", flow_run_name="phase-{phase}", log_prints=True)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from benchmarks.prefect_server import QUIET_OFF, PrefectServer
+from tasks.testing.prefect_server import QUIET_OFF, PrefectServer
 
 # Created now (its port and home), started by the session fixture below.
 _SERVER = PrefectServer(services_off=QUIET_OFF)

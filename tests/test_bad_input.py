@@ -13,13 +13,13 @@ from pydantic import SecretStr
 
 from blocks.team import default_team
 from flows.build_app import build_app, main
-from tasks.agent import AgentError, AgentJob, AgentSettings, run_tool_loop
-from tasks.git import EMPTY_TREE, RepoStateError
-from tasks.llm import Endpoint, RetryPolicy, use_endpoint
-from tasks.offline_model import scripted_reply
-from tasks.tools import AgentView, Limits, Submission, ToolError, call_tool
-from tasks.workspace import WorkdirError
-from tests.fakes.messages_api import FakeMessagesAPI
+from tasks.agents.task import AgentError, AgentJob, AgentSettings, run_tool_loop
+from tasks.agents.tools import AgentView, Limits, Submission, ToolError, call_tool
+from tasks.common.git import EMPTY_TREE, RepoStateError
+from tasks.common.workspace import WorkdirError
+from tasks.model.client import Endpoint, RetryPolicy, use_endpoint
+from tasks.model.offline import scripted_reply
+from tasks.testing.messages_api import FakeMessagesAPI
 
 
 def git(workdir: Path, *args: str) -> str:

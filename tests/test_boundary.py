@@ -14,10 +14,10 @@ from prefect.client.orchestration import get_client
 
 from blocks.team import AgentTeam, Role
 from flows.build_app import build_app
-from tasks.offline_model import REQUESTS_PER_AGENT as PER_AGENT
-from tasks.offline_model import scripted_reply
-from tasks.workspace import PathRejected, apply_files
-from tests.fakes.messages_api import FakeMessagesAPI, role_of
+from tasks.common.workspace import PathRejected, apply_files
+from tasks.model.offline import REQUESTS_PER_AGENT as PER_AGENT
+from tasks.model.offline import scripted_reply
+from tasks.testing.messages_api import FakeMessagesAPI, role_of
 
 KEY = "sk-ant-api03-LEAKCHECK-7f3e9a1b2c4d5e6f-secret"
 

@@ -13,9 +13,9 @@ import pytest
 
 from blocks.team import AgentTeam, default_team
 from flows.build_app import BuildResult, build_app
-from tasks.offline_model import REQUESTS_PER_AGENT as PER_AGENT
-from tasks.planning import PlanError, plan_phases
-from tasks.workspace import WorkspaceBusy, workspace_lock
+from tasks.build.planning import PlanError, plan_phases
+from tasks.common.workspace import WorkspaceBusy, workspace_lock
+from tasks.model.offline import REQUESTS_PER_AGENT as PER_AGENT
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -27,8 +27,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from benchmarks.prefect_server import PrefectServer
-from tests.prefect_api import agentmill_events, stop
+from tasks.testing.prefect_api import agentmill_events, stop
+from tasks.testing.prefect_server import PrefectServer
 
 pytestmark = pytest.mark.integration
 

@@ -22,13 +22,13 @@ import pytest
 from blocks.team import AgentTeam, Role
 from flows.build_app import build_app
 from flows.process_issues import process_issues
-from tasks.git import list_tree, open_repo, tree_of
-from tasks.offline_model import REQUESTS_PER_AGENT, scripted_reply
-from tasks.offline_reading import files_read, first_look, listing_of
-from tasks.tools import AgentView, call_tool
-from tests.fakes.github_api import FakeGitHub
-from tests.fakes.messages_api import FakeMessagesAPI, role_of, step_of
-from tests.fakes.repos import (
+from tasks.agents.tools import AgentView, call_tool
+from tasks.common.git import list_tree, open_repo, tree_of
+from tasks.model.offline import REQUESTS_PER_AGENT, scripted_reply
+from tasks.model.reading import files_read, first_look, listing_of
+from tasks.testing.github_api import FakeGitHub
+from tasks.testing.messages_api import FakeMessagesAPI, role_of, step_of
+from tasks.testing.repos import (
     BINARY,
     BINARY_FILE,
     DEEP_FILE,

@@ -8,9 +8,9 @@ import pytest
 import respx
 from pydantic import SecretStr
 
-from tasks.clone import GitAuth, scrub
-from tasks.github import GitHub, GitHubAuth, GitHubError, RetryPolicy
-from tests.fakes.github_api import FakeGitHub
+from tasks.issues.clone import GitAuth, scrub
+from tasks.issues.github import GitHub, GitHubAuth, GitHubError, RetryPolicy
+from tasks.testing.github_api import FakeGitHub
 
 TOKEN = "ghp_UNITTEST0123456789abcdefghijklmnopqrstu"
 REPO = "acme/widgets"

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tasks.agent import AgentOutput
-from tasks.git import EMPTY_TREE
-from tasks.issue_team import (
+from tasks.agents.prompts import TOOLS, tools_for
+from tasks.agents.task import AgentOutput
+from tasks.agents.tools import AgentView, Submission, ToolError, call_tool
+from tasks.common.git import EMPTY_TREE
+from tasks.issues.offline_script import plan_of, triage_of
+from tasks.issues.team import (
     PLAN_SCHEMA,
     TRIAGE_SCHEMA,
     Plan,
@@ -17,9 +20,6 @@ from tasks.issue_team import (
     Triage,
     parse_result,
 )
-from tasks.offline_issues import plan_of, triage_of
-from tasks.prompts import TOOLS, tools_for
-from tasks.tools import AgentView, Submission, ToolError, call_tool
 
 
 def view(schema: dict[str, object] | None, upstream: list[AgentOutput] | None = None) -> AgentView:

@@ -16,11 +16,11 @@ import pytest
 from pydantic import SecretStr
 
 from blocks.team import default_team
-from tasks.agent import AgentJob, AgentSettings, run_tool_loop
-from tasks.git import EMPTY_TREE
-from tasks.llm import Endpoint, ModelCallError, RetryPolicy, use_endpoint
-from tasks.offline_model import REQUESTS_PER_AGENT as PER_AGENT
-from tests.fakes.messages_api import FakeMessagesAPI, Fault
+from tasks.agents.task import AgentJob, AgentSettings, run_tool_loop
+from tasks.common.git import EMPTY_TREE
+from tasks.model.client import Endpoint, ModelCallError, RetryPolicy, use_endpoint
+from tasks.model.offline import REQUESTS_PER_AGENT as PER_AGENT
+from tasks.testing.messages_api import FakeMessagesAPI, Fault
 
 KEY = "sk-ant-api03-TESTKEY-do-not-log-0123456789abcdef"
 FAST = RetryPolicy(max_attempts=4, base_delay_s=0.05, max_delay_s=0.2)
@@ -132,7 +132,7 @@ async def test_401_says_to_fix_the_key_and_does_not_echo_it(
 async def test_a_bad_path_from_the_model_is_refused_to_it(
     api: FakeMessagesAPI, tmp_path: Path
 ) -> None:
-    from tasks.offline_model import scripted_reply
+    from tasks.model.offline import scripted_reply
 
     def script(body: dict[str, Any]) -> dict[str, Any]:
         reply = scripted_reply(body)
@@ -152,7 +152,7 @@ def test_the_offline_transport_speaks_json_too() -> None:
     """Non-streamed requests get a JSON Message, as the real API does."""
     import httpx2
 
-    from tasks.offline_model import handle
+    from tasks.model.offline import handle
 
     body = {
         "model": "claude-haiku-5-5",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from blocks.team import AgentTeam, Role, default_team
-from tasks.agent import pointer_tokens
-from tasks.planning import PlanError, plan_phases
+from tasks.agents.task import pointer_tokens
+from tasks.build.planning import PlanError, plan_phases
 
 
 def _role(

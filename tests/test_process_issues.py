@@ -32,11 +32,11 @@ from prefect.client.schemas.filters import (
 )
 
 from flows.process_issues import process_issues
-from tasks.github import GitHubError
-from tasks.issue_report import IssuesSummary
-from tasks.pull_request import DONE_LABEL, comment_marker
-from tests.fakes.github_api import FakeGitHub, Held
-from tests.fakes.repos import init_repo
+from tasks.issues.github import GitHubError
+from tasks.issues.pull_request import DONE_LABEL, comment_marker
+from tasks.issues.report import IssuesSummary
+from tasks.testing.github_api import FakeGitHub, Held
+from tasks.testing.repos import init_repo
 
 TOKEN = "ghp_E2ELEAKCHECK0123456789abcdefABCDEF0123"
 BASIC = base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()

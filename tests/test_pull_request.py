@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-from tasks.agent import AgentOutput
-from tasks.github import GitHub, GitHubAuth, Issue
-from tasks.issue_team import Plan, Subtask, Triage, Verdict
-from tasks.pull_request import (
+from tasks.agents.task import AgentOutput
+from tasks.issues.checks import ChecksReport, Finding, ToolRun
+from tasks.issues.github import GitHub, GitHubAuth, Issue
+from tasks.issues.pull_request import (
     ReviewOutcome,
     ReviewRound,
     announce,
@@ -15,8 +15,8 @@ from tasks.pull_request import (
     open_or_update,
     pr_body,
 )
-from tasks.review import ChecksReport, Finding, ToolRun
-from tests.fakes.github_api import FakeGitHub
+from tasks.issues.team import Plan, Subtask, Triage, Verdict
+from tasks.testing.github_api import FakeGitHub
 
 TOKEN = "ghp_PRSTEP0123456789abcdefghijklmnopqrstuv"
 REPO = "acme/widgets"

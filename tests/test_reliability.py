@@ -21,13 +21,13 @@ import pytest
 
 from blocks.team import AgentTeam, Role, default_team
 from flows.build_app import build_app
-from tasks.budget import BudgetExhausted
-from tasks.llm import RetryPolicy
-from tasks.offline_model import REQUESTS_PER_AGENT as PER_AGENT
-from tasks.offline_model import scripted_reply
-from tasks.planning import plan_phases
-from tasks.workspace import STORE_DIR, WorkspaceBusy, workspace_lock
-from tests.fakes.messages_api import FakeMessagesAPI, Fault, role_of
+from tasks.build.planning import plan_phases
+from tasks.common.workspace import STORE_DIR, WorkspaceBusy, workspace_lock
+from tasks.model.budget import BudgetExhausted
+from tasks.model.client import RetryPolicy
+from tasks.model.offline import REQUESTS_PER_AGENT as PER_AGENT
+from tasks.model.offline import scripted_reply
+from tasks.testing.messages_api import FakeMessagesAPI, Fault, role_of
 
 ROOT = Path(__file__).resolve().parents[1]
 ATTEMPTS = RetryPolicy().max_attempts

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.review import check_tree, has_tests
+from tasks.issues.checks import check_tree, has_tests
 
 GH_TOKEN = "ghp_" + "A1b2C3d4" * 5
 RUN_TOKEN = "a-very-private-run-token-value"

@@ -21,8 +21,17 @@ from prefect.utilities.annotations import quote
 from pydantic import BaseModel, Field
 
 from blocks.team import AgentTeam, Role
-from tasks.budget import call_estimate, current_budget
-from tasks.llm import (
+from tasks.agents.prompts import (
+    PROMPTS_VERSION,
+    estimate_tokens,
+    pointer_message,
+    system_prompt,
+    tools_for,
+)
+from tasks.agents.tools import AgentView, Limits, Submission, ToolError, call_tool
+from tasks.common.logs import run_logger
+from tasks.model.budget import call_estimate, current_budget
+from tasks.model.client import (
     ModelRequest,
     Provider,
     RetryPolicy,
@@ -32,15 +41,6 @@ from tasks.llm import (
     get_client,
     stream_message,
 )
-from tasks.logs import run_logger
-from tasks.prompts import (
-    PROMPTS_VERSION,
-    estimate_tokens,
-    pointer_message,
-    system_prompt,
-    tools_for,
-)
-from tasks.tools import AgentView, Limits, Submission, ToolError, call_tool
 
 # Bump to invalidate every cached agent output at once (e.g. after a change in
 # how outputs are built that the other key inputs do not capture).
@@ -170,7 +170,7 @@ class AgentJob(BaseModel):
 
 def _job_cache_key(_: TaskRunContext, parameters: dict[str, Any]) -> str:
     job = parameters["job"]
-    if isinstance(job, quote):  # the scheduler passes the job quoted (see tasks.dataflow)
+    if isinstance(job, quote):  # the scheduler passes the job quoted (see tasks.build.phases)
         job = job.unquote()
     return str(job.cache_key())
 
@@ -180,7 +180,7 @@ def _job_cache_key(_: TaskRunContext, parameters: dict[str, Any]) -> str:
     task_run_name="{job.role.id}",
     cache_key_fn=_job_cache_key,
     persist_result=True,
-    retries=0,  # transient faults are retried per request in tasks.llm; see its docstring
+    retries=0,  # transient faults are retried per request in tasks.model.client; see its docstring
 )
 async def run_agent(job: AgentJob) -> AgentOutput:
     """Run one agent's tool loop to its `submit`, and return what it produced."""

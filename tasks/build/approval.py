@@ -11,7 +11,7 @@ from typing import Literal
 from prefect.input import RunInput
 from pydantic import Field
 
-from tasks.agent import AgentOutput
+from tasks.agents.task import AgentOutput
 
 MAX_REVIEW_CHARS = 6000
 

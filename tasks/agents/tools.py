@@ -13,9 +13,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from tasks.git import list_tree, read_blob
-from tasks.prompts import BRIEF_PATH
-from tasks.workspace import PathRejected, check_path
+from tasks.agents.prompts import BRIEF_PATH
+from tasks.common.git import list_tree, read_blob
+from tasks.common.workspace import PathRejected, check_path
 
 MAX_READ_BYTES = 200_000
 

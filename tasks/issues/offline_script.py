@@ -24,8 +24,8 @@ import json
 import re
 from typing import Any
 
-from tasks.offline_reading import first_look, listing_of, pick_reads
-from tasks.prompts import BRIEF_PATH
+from tasks.agents.prompts import BRIEF_PATH
+from tasks.model.reading import first_look, listing_of, pick_reads
 
 OFFLINE_CODE_NOTICE = "Placeholder written by agentmill's offline model, not a real change."
 SLOPPY_DIRECTIVE = "[offline: sloppy]"

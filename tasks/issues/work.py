@@ -18,9 +18,9 @@ from typing import Any, cast
 from prefect.client.schemas.objects import State
 
 from blocks.team import Role
-from tasks.agent import AgentJob, AgentOutput, run_agent
-from tasks.issue_team import Plan, Subtask, code_role, fix_role, settings_for
-from tasks.llm import Provider
+from tasks.agents.task import AgentJob, AgentOutput, run_agent
+from tasks.issues.team import Plan, Subtask, code_role, fix_role, settings_for
+from tasks.model.client import Provider
 
 
 @dataclass

@@ -30,8 +30,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from tasks.messages_wire import SSE_CONTENT_TYPE, error_json, error_sse, message_json, message_sse
-from tasks.offline_model import scripted_reply
+from tasks.model.offline import scripted_reply
+from tasks.model.wire import SSE_CONTENT_TYPE, error_json, error_sse, message_json, message_sse
 
 Script = Callable[[dict[str, Any]], dict[str, Any]]
 Latency = Callable[[dict[str, Any]], float]

@@ -22,7 +22,7 @@ from prefect.context import FlowRunContext
 from prefect.events import emit_event
 from pydantic import BaseModel, Field
 
-from tasks.logs import run_logger
+from tasks.common.logs import run_logger
 
 IssueStatus = Literal["opened", "updated", "skipped", "unchanged", "failed"]
 

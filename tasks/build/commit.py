@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tasks.agent import AgentOutput
-from tasks.git import commit_paths, restore_paths
-from tasks.logs import run_logger
-from tasks.secret_scan import SecretFound, scan_text
-from tasks.store import Store
-from tasks.workspace import STORE_DIR, atomic_write_json, plan_writes, write_all
+from tasks.agents.task import AgentOutput
+from tasks.build.store import Store
+from tasks.common.git import commit_paths, restore_paths
+from tasks.common.logs import run_logger
+from tasks.common.secrets import SecretFound, scan_text
+from tasks.common.workspace import STORE_DIR, atomic_write_json, plan_writes, write_all
 
 JOURNAL = "pending-phase.json"
 

@@ -29,8 +29,8 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field, SecretStr
 
-from tasks.logs import run_logger
-from tasks.workspace import atomic_write_json
+from tasks.common.logs import run_logger
+from tasks.common.workspace import atomic_write_json
 
 DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"

@@ -25,7 +25,7 @@ from prefect.client.schemas.objects import State
 from prefect.utilities.annotations import quote
 
 from blocks.team import AgentTeam
-from tasks.agent import (
+from tasks.agents.task import (
     AgentError,
     AgentJob,
     AgentOutput,
@@ -33,13 +33,13 @@ from tasks.agent import (
     agent_settings,
     run_agent,
 )
-from tasks.boundary import commit_phase
-from tasks.events import emit_agent_event, emit_phase_committed
-from tasks.llm import Provider
-from tasks.logs import run_logger
-from tasks.metrics import AgentReport, CommitRecord
-from tasks.planning import Phase, Plan
-from tasks.store import AgentEntry, Manifest, PhaseEntry, Store, now_iso
+from tasks.build.commit import commit_phase
+from tasks.build.events import emit_agent_event, emit_phase_committed
+from tasks.build.planning import Phase, Plan
+from tasks.build.report import AgentReport, CommitRecord
+from tasks.build.store import AgentEntry, Manifest, PhaseEntry, Store, now_iso
+from tasks.common.logs import run_logger
+from tasks.model.client import Provider
 
 T = TypeVar("T")
 _SETTLED = ("done", "failed", "skipped")

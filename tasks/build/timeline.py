@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from html import escape
 
-from tasks.metrics import AgentReport
+from tasks.build.report import AgentReport
 
 _COLOURS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948"]
 _ROW, _LABEL, _WIDTH = 18, 190, 720

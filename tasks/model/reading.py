@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from tasks.prompts import BRIEF_PATH
+from tasks.agents.prompts import BRIEF_PATH
 
 
 def first_look(deps: list[str]) -> list[tuple[str, dict[str, Any]]]:

@@ -30,9 +30,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from tasks.agent import AgentOutput
-from tasks.llm import Provider
-from tasks.secret_scan import PATTERNS as KEY_PATTERNS
+from tasks.agents.task import AgentOutput
+from tasks.common.secrets import PATTERNS as KEY_PATTERNS
+from tasks.model.client import Provider
 
 Severity = Literal["error", "warning", "info"]
 ToolStatus = Literal["passed", "findings", "failed", "skipped", "error"]

@@ -12,10 +12,10 @@ import asyncio
 
 from pydantic import BaseModel, Field
 
-from tasks.agent import AgentOutput
-from tasks.github import GitHub, Issue, PullRequest
-from tasks.issue_team import Plan, Triage, Verdict
-from tasks.review import ChecksReport, Finding
+from tasks.agents.task import AgentOutput
+from tasks.issues.checks import ChecksReport, Finding
+from tasks.issues.github import GitHub, Issue, PullRequest
+from tasks.issues.team import Plan, Triage, Verdict
 
 MAX_FINDINGS_LISTED = 40
 MAX_BODY_CHARS = 60_000  # GitHub refuses bodies over 65,536 characters

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from tasks.logs import run_logger
+from tasks.common.logs import run_logger
 
 STORE_DIR = ".tasks"
 LOCK_NAME = "lock"

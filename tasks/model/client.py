@@ -26,8 +26,8 @@ import httpx2
 from anthropic.types import Message
 from pydantic import BaseModel, SecretStr
 
-from tasks.logs import run_logger
-from tasks.offline_model import OFFLINE_BASE_URL, offline_transport
+from tasks.common.logs import run_logger
+from tasks.model.offline import OFFLINE_BASE_URL, offline_transport
 
 ProviderChoice = Literal["auto", "anthropic", "offline"]
 Provider = Literal["anthropic", "offline"]

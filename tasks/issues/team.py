@@ -14,8 +14,8 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from blocks.team import DEFAULT_TIER_MODELS, DEFAULT_TIER_TIMEOUTS_S, Role
-from tasks.agent import AgentOutput, AgentSettings
-from tasks.github import Issue
+from tasks.agents.task import AgentOutput, AgentSettings
+from tasks.issues.github import Issue
 
 MAX_ISSUE_CHARS = 20_000
 MAX_SUBTASKS = 6

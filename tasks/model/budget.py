@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-from tasks.llm import PRICES, ModelRequest
+from tasks.model.client import PRICES, ModelRequest
 
 
 class BudgetExhausted(RuntimeError):

@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tasks.agent import AgentOutput
-from tasks.workspace import STORE_DIR, atomic_write, atomic_write_json
+from tasks.agents.task import AgentOutput
+from tasks.common.workspace import STORE_DIR, atomic_write, atomic_write_json
 
 MANIFEST = "manifest.json"
 

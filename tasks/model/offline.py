@@ -5,7 +5,7 @@ so an offline run goes through the same SDK, streaming and tool-loop code as a
 real one. Its script is that of a diligent agent: list the tree, read the
 brief and every dependency's output, read several files (the deepest first),
 write one document that cites what it read, submit. (The issue team's roles,
-ISSUE_*, follow their own script in `tasks.offline_issues`.) Replies depend
+ISSUE_*, follow their own script in `tasks.issues.offline_script`.) Replies depend
 only on the request (role, instructions, idea, upstream outputs), so they are
 deterministic, and a change upstream changes what lands downstream.
 """
@@ -20,9 +20,9 @@ from typing import Any
 
 import httpx2
 
-from tasks.messages_wire import SSE_CONTENT_TYPE, error_json, message_json, message_sse
-from tasks.offline_issues import is_issue_role, issue_turn
-from tasks.offline_reading import (
+from tasks.agents.prompts import BRIEF_PATH
+from tasks.issues.offline_script import is_issue_role, issue_turn
+from tasks.model.reading import (
     all_results,
     files_read,
     first_look,
@@ -30,7 +30,7 @@ from tasks.offline_reading import (
     pick_reads,
     text_of,
 )
-from tasks.prompts import BRIEF_PATH
+from tasks.model.wire import SSE_CONTENT_TYPE, error_json, message_json, message_sse
 
 OFFLINE_BASE_URL = "http://offline-model.invalid"
 OFFLINE_NOTICE = (

@@ -26,8 +26,8 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
-from tasks.git import AGENTMILL
-from tasks.logs import run_logger
+from tasks.common.git import AGENTMILL
+from tasks.common.logs import run_logger
 
 BRANCH_PREFIX = "agentmill/issue-"
 GIT_TIMEOUT_S = 600.0
