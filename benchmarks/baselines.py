@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from blocks.team import AgentTeam
-from tasks.agents.task import AgentJob, AgentOutput, agent_settings, run_tool_loop
+from tasks.agents.job import AgentJob, agent_settings
+from tasks.agents.loop import run_tool_loop
+from tasks.agents.output import AgentOutput
 from tasks.build.planning import Plan
 from tasks.common.git import EMPTY_TREE
-from tasks.model.client import Endpoint, use_endpoint
+from tasks.model.endpoint import Endpoint, use_endpoint
 
 
 @dataclass

@@ -17,9 +17,9 @@ from typing import Any
 from benchmarks.baselines import dependency_levels
 from benchmarks.latency import TierLatency
 from blocks.team import AgentTeam
+from tasks.build.offline_script import REQUESTS_PER_AGENT
 from tasks.build.planning import plan_phases
 from tasks.build.report import critical_path
-from tasks.model.offline import REQUESTS_PER_AGENT
 from tasks.testing.messages_api import tier_of
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from tasks.build.offline_script import REQUESTS_PER_AGENT as PER_AGENT
 from tasks.build.planning import Plan
 from tasks.build.report import AgentReport
 from tasks.build.timeline import render_timeline
-from tasks.model.offline import REQUESTS_PER_AGENT as PER_AGENT
 
 
 def _samples(values: list[float]) -> str:

@@ -32,10 +32,10 @@ from benchmarks.latency import TierLatency
 from benchmarks.machine import describe_machine, load_average, now_iso
 from benchmarks.report import render_markdown, render_timeline_svg
 from benchmarks.teams import team_of_size, team_shape
-from tasks.agents.task import pointer_tokens
+from tasks.agents.loop import pointer_tokens
+from tasks.build.offline_script import REQUESTS_PER_AGENT
 from tasks.build.planning import Plan, plan_phases
 from tasks.build.report import critical_path
-from tasks.model.offline import REQUESTS_PER_AGENT
 from tasks.testing.prefect_server import QUIET_OFF, PrefectServer, quiet_env
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -58,7 +58,7 @@ def _run(run: dict[str, Any], team: Any, spec: dict[str, Any]) -> dict[str, Any]
     from benchmarks.baselines import run_baseline
     from benchmarks.floor import empty_flow_calls, run_floor
     from tasks.build.planning import plan_phases
-    from tasks.model.client import Endpoint
+    from tasks.model.endpoint import Endpoint
 
     plan = plan_phases(team)
     workdir = Path(run["workdir"])

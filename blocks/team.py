@@ -1,7 +1,7 @@
 """The agent team: roles, their dependencies and the model tier each one runs on.
 
 `AgentTeam` is a Prefect Block so a team can be edited in the UI and loaded by
-name (`--team NAME`); `default_team()` ships in code so a fresh machine needs
+name (the `team` parameter); `default_team()` ships in code so a fresh machine needs
 no server state to run.
 """
 
@@ -200,5 +200,5 @@ def default_roles() -> list[Role]:
 
 
 def default_team() -> AgentTeam:
-    """The team that ships with agentmill; `--team default` uses it without a server."""
+    """The team that ships with agentmill; `team="default"` uses it without a server."""
     return AgentTeam(roles=default_roles())

@@ -1,8 +1,9 @@
 """build_app: an idea in, a git repository with one commit per phase out.
 
 Needs: nothing for the offline model; for Claude, ANTHROPIC_API_KEY or an
-AnthropicCredentials block (`--credentials NAME`). A team other than the
-built-in one is an AgentTeam block (`--team NAME`).
+AnthropicCredentials block (the `credentials` parameter). A team other than
+the built-in one is an AgentTeam block (the `team` parameter). The parameters
+are defined once, in `BuildRequest`.
 
     python -m flows.build_app "A todo app with React and FastAPI" --workdir out/todo
 
@@ -15,16 +16,14 @@ work (0.5 s on average); the async flow has no such wait.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import inspect
 import sys
 import time
 import unicodedata
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from prefect import Flow
 from prefect.artifacts import acreate_markdown_artifact, acreate_progress_artifact
@@ -32,12 +31,12 @@ from prefect.context import FlowRunContext
 from prefect.flow_runs import apause_flow_run
 from pydantic import BaseModel, Field, field_validator
 
-from blocks.team import AgentTeam, default_team
 from flows.run_phase import run_phase
 from tasks.build.approval import PlanReview, review_text
 from tasks.build.commit import recover_interrupted_phase
-from tasks.build.phases import Build, active_build
-from tasks.build.planning import plan_phases
+from tasks.build.offline_script import build_reply
+from tasks.build.phases import ACTIVE_BUILD, Build
+from tasks.build.planning import aload_team, plan_phases
 from tasks.build.report import (
     AgentReport,
     CommitRecord,
@@ -49,30 +48,65 @@ from tasks.build.report import (
 from tasks.build.store import Manifest, PhaseEntry, Store, now_iso
 from tasks.build.timeline import render_timeline
 from tasks.common.aio import run_coroutine
+from tasks.common.errors import AgentmillError
 from tasks.common.git import head_commit, open_repo, refuse_unsafe_state, tree_of
 from tasks.common.logs import run_logger
+from tasks.common.parameters import (
+    CheckedFlow,
+    parse_arguments,
+    validate,
+    with_parameters,
+)
+from tasks.common.runs import flow_run_id
 from tasks.common.workspace import prepare_workdir, workspace_lock
 from tasks.model.budget import Budget, BudgetExhausted, use_budget
-from tasks.model.client import Endpoint, ProviderChoice, aresolve_endpoint, get_client, use_endpoint
+from tasks.model.client import get_client
+from tasks.model.endpoint import (
+    Endpoint,
+    ProviderChoice,
+    announce,
+    aresolve_endpoint,
+    use_endpoint,
+)
 
 MAX_IDEA_CHARS = 20_000
 APPROVAL_TIMEOUT_S = 24 * 3600  # a plan may wait a day for its reviewer
-T = TypeVar("T")
-P = ParamSpec("P")
-R = TypeVar("R")
+# What the offline model writes, as the log and the report say it.
+OFFLINE_WORK = "placeholder documents, not a real app"
 
 
 class BuildRequest(BaseModel):
-    """What to build, where, with whom. Validated before anything touches the disk."""
+    """build_app's parameters: the one definition for the UI form, the CLI and Python."""
 
     idea: str = Field(description="What to build, in a sentence or a page.")
-    workdir: Path = Field(description="Where the repository is (created if missing).")
-    team: str = Field(default="default", description="'default' or an AgentTeam block name.")
-    provider: ProviderChoice = "auto"
-    credentials: str | None = Field(default=None, description="AnthropicCredentials block name.")
-    budget_usd: float | None = Field(default=None, gt=0)
-    fresh: bool = Field(default=False, description="Start from HEAD, not from the manifest's base.")
-    approve_plan: bool = Field(default=False, description="Pause for approval after planning.")
+    workdir: str = Field(
+        default="out/app", description="The git repository to build in; created if missing."
+    )
+    team: str = Field(
+        default="default",
+        description="'default' (the built-in 32-role team) or the name of an AgentTeam block.",
+    )
+    provider: ProviderChoice = Field(
+        default="auto",
+        description="auto: Claude when a key is available (ANTHROPIC_API_KEY or credentials), "
+        "else the offline model; or anthropic, or offline.",
+    )
+    budget_usd: float | None = Field(
+        default=None, gt=0, description="Stop before a model call could spend more than this (USD)."
+    )
+    fresh: bool = Field(
+        default=False,
+        description="Start from the current HEAD instead of the base recorded in the manifest.",
+    )
+    credentials: str | None = Field(
+        default=None,
+        description="An AnthropicCredentials block to take the key from, not ANTHROPIC_API_KEY.",
+    )
+    approve_plan: bool = Field(
+        default=False,
+        description="Pause after planning until a person approves the plan (or asks the PM "
+        "for changes) in the Prefect UI.",
+    )
 
     @field_validator("idea")
     @classmethod
@@ -106,102 +140,44 @@ class BuildResult(BaseModel):
     report_path: str
 
 
-async def load_team(name: str) -> AgentTeam:
-    if name == "default":
-        return default_team()
-    try:
-        team = await AgentTeam.aload(name)
-    except ValueError as exc:
-        raise ValueError(
-            f"no AgentTeam block named {name!r}; save one with AgentTeam(...).save({name!r}) "
-            "or use --team default"
-        ) from exc
-    assert isinstance(team, AgentTeam)
-    return team
+class BuildFailed(AgentmillError, RuntimeError):
+    """Some phases did not commit; those that did stay, and a rerun continues from the cache."""
 
 
-class _CheckedFlow(Flow[P, R]):
-    """A flow whose request is validated before Prefect creates a run for it.
-
-    Prefect validates parameters only after the run exists, and refuses a
-    run whose parameters pass 512 KB; checking first turns an empty or 1 MB
-    idea into BuildRequest's message, with nothing created or written.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        call = {k: v for k, v in kwargs.items() if k not in ("return_state", "wait_for")}
-        bound = inspect.signature(self.fn).bind(*args, **call)
-        bound.apply_defaults()
-        _request(**bound.arguments)
-        return super().__call__(*args, **kwargs)
+@with_parameters(BuildRequest)
+def _build_app(**params: Any) -> BuildResult:
+    """Build an idea with the agent team: phases run concurrently, one commit per phase."""
+    return run_coroutine(_build(validate(BuildRequest, params)))
 
 
-def _request(**arguments: Any) -> BuildRequest:
-    arguments["workdir"] = Path(arguments["workdir"])
-    return BuildRequest(**arguments)
+build_app: Flow[..., BuildResult] = CheckedFlow(
+    _build_app, model=BuildRequest, name="build_app", log_prints=True
+)
 
 
-def _build_app(
-    idea: str,
-    workdir: str = "out/app",
-    team: str = "default",
-    provider: ProviderChoice = "auto",
-    budget_usd: float | None = None,
-    fresh: bool = False,
-    credentials: str | None = None,
-    approve_plan: bool = False,
-) -> BuildResult:
-    """Build an idea with the agent team: phases run concurrently, one commit per phase.
-
-    Args:
-        idea: What to build, in a sentence or a page.
-        workdir: The git repository to build in; created if missing.
-        team: "default" (the built-in 32-role team) or the name of an AgentTeam block.
-        provider: "auto" (Claude when a key is available, else offline), "anthropic", "offline".
-        budget_usd: Stop before a model call would spend more than this.
-        fresh: Start from the current HEAD instead of the base recorded in the manifest.
-        credentials: Name of an AnthropicCredentials block; default ANTHROPIC_API_KEY.
-        approve_plan: Pause after planning until a person approves the plan (or asks
-            the PM for changes) in the Prefect UI.
-    """
-    return run_coroutine(_abuild_app(**locals()))
-
-
-build_app: Flow[..., BuildResult] = _CheckedFlow(fn=_build_app, name="build_app", log_prints=True)
-
-
-async def _abuild_app(
-    idea: str,
-    workdir: str = "out/app",
-    team: str = "default",
-    provider: ProviderChoice = "auto",
-    budget_usd: float | None = None,
-    fresh: bool = False,
-    credentials: str | None = None,
-    approve_plan: bool = False,
-) -> BuildResult:
+@with_parameters(BuildRequest)
+async def _abuild_app(**params: Any) -> BuildResult:
     """`build_app` for async callers: `await abuild_app(idea=...)`; the same flow and result.
 
     The command line runs this one: an async flow ends when its work ends,
     without the sync flow's wait for its heartbeat thread (see the module doc).
     """
-    return await _build(_request(**locals()))
+    return await _build(validate(BuildRequest, params))
 
 
-abuild_app: Flow[..., Coroutine[Any, Any, BuildResult]] = _CheckedFlow(
-    fn=_abuild_app, name="build_app", log_prints=True
+abuild_app: Flow[..., Coroutine[Any, Any, BuildResult]] = CheckedFlow(
+    _abuild_app, model=BuildRequest, name="build_app", log_prints=True
 )
 
 
 async def _build(request: BuildRequest) -> BuildResult:
     log = run_logger("agentmill.build_app")
-    flow_ctx = FlowRunContext.get()
-    run_id = str(flow_ctx.flow_run.id) if flow_ctx and flow_ctx.flow_run else "local"
-    endpoint = await aresolve_endpoint(request.provider, request.credentials)
-    _announce(endpoint, log)
-    team = await load_team(request.team)
+    run_id = flow_run_id()
+    endpoint = await aresolve_endpoint(request.provider, request.credentials, build_reply)
+    announce(endpoint, log, OFFLINE_WORK)
+    team = await aload_team(request.team)
     plan = plan_phases(team)
-    workdir = prepare_workdir(request.workdir)
+    workdir = prepare_workdir(Path(request.workdir))
     repo = open_repo(workdir)
     store = Store(workdir)
     budget = Budget(request.budget_usd) if request.budget_usd else None
@@ -244,12 +220,12 @@ async def _build(request: BuildRequest) -> BuildResult:
             manifest=manifest,
         )
         started = time.perf_counter()
-        if flow_ctx is not None:
+        if FlowRunContext.get() is not None:
             build.progress_id = await acreate_progress_artifact(
                 progress=0.0, key="agentmill-progress", description="agents done"
             )
         warm = asyncio.ensure_future(_warm_client(endpoint))
-        with active_build(build):
+        with ACTIVE_BUILD.use(build):
             phases = plan.phases
             outcomes: list[CommitRecord | BaseException | None] = []
             if request.approve_plan:
@@ -270,12 +246,12 @@ async def _build(request: BuildRequest) -> BuildResult:
         raise BudgetExhausted(
             f"stopped: the budget of ${budget.limit_usd:.4f} is spent (${budget.spent_usd:.4f} "
             f"spent, ${budget.remaining_usd:.4f} remains); phases committed: {committed}. "
-            "Rerun with a larger --budget-usd to continue from the cache",
+            "Rerun with a larger budget_usd to continue from the cache",
             spent=budget.spent_usd,
             limit=budget.limit_usd,
         )
     if failures:
-        raise RuntimeError(
+        raise BuildFailed(
             f"build failed ({len(failures)} phase(s) not committed); committed phases stay; "
             f"rerun to continue from the cache. First error: {failures[0]}"
         ) from failures[0]
@@ -332,17 +308,6 @@ async def _warm_client(endpoint: Endpoint) -> None:
         get_client(endpoint)
 
 
-def _announce(endpoint: Endpoint, log: Any) -> None:
-    if endpoint.provider == "offline":
-        log.warning(
-            "OFFLINE MODEL: no Anthropic API key, so the team runs on agentmill's scripted "
-            "offline model and writes placeholder documents, not a real app. Set "
-            "ANTHROPIC_API_KEY (or --credentials BLOCK) to build with Claude."
-        )
-    else:
-        log.info("provider anthropic at %s", endpoint.base_url or "the public API")
-
-
 async def _report(
     build: Build, wall: float, request: BuildRequest, endpoint: Endpoint
 ) -> BuildResult:
@@ -385,53 +350,19 @@ async def _report(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    params = parse_arguments(
+        BuildRequest,
+        argv,
         prog="python -m flows.build_app",
         description="Build an idea with a team of Claude agents; one git commit per phase.",
+        positional=("idea",),
     )
-    parser.add_argument("idea", help="what to build, e.g. 'A todo app with React and FastAPI'")
-    parser.add_argument(
-        "--workdir", default="out/app", help="git repository to build in (default out/app)"
-    )
-    parser.add_argument("--team", default="default", help="'default' or an AgentTeam block name")
-    parser.add_argument(
-        "--provider",
-        choices=["auto", "anthropic", "offline"],
-        default="auto",
-        help="auto: Claude when a key is set (ANTHROPIC_API_KEY or --credentials), else offline",
-    )
-    parser.add_argument("--credentials", help="AnthropicCredentials block name (default: env key)")
-    parser.add_argument("--budget-usd", type=float, help="stop before spending more than this")
-    parser.add_argument(
-        "--fresh", action="store_true", help="start from HEAD, not the base in .tasks/manifest.json"
-    )
-    parser.add_argument(
-        "--approve-plan",
-        action="store_true",
-        help="pause after planning until the plan is approved in the Prefect UI",
-    )
-    args = parser.parse_args(argv)
     try:
-        BuildRequest(idea=args.idea, workdir=Path(args.workdir))
-    except ValueError as exc:
-        parser.error(str(exc))
-    try:
-        result: BuildResult = asyncio.run(
-            abuild_app(
-                idea=args.idea,
-                workdir=args.workdir,
-                team=args.team,
-                provider=args.provider,
-                budget_usd=args.budget_usd,
-                fresh=args.fresh,
-                credentials=args.credentials,
-                approve_plan=args.approve_plan,
-            )
-        )
+        result: BuildResult = asyncio.run(abuild_app(**params))
     except BudgetExhausted as exc:
         print(f"agentmill: {exc}", file=sys.stderr)
         return 3
-    except (ValueError, RuntimeError) as exc:  # our errors say what to fix; no traceback needed
+    except AgentmillError as exc:  # ours say what to fix; anything else is a bug: traceback
         print(f"agentmill: error: {exc}", file=sys.stderr)
         return 1
     m = result.metrics

@@ -1,10 +1,11 @@
 """process_issues: the open GitHub issues with a label in, one reviewed pull request each out.
 
-Needs: a GitHub token (GITHUB_TOKEN, or a GitHubCredentials block named with
-`--credentials`) with contents, issues and pull-request write access; the API
-from the block, GITHUB_API_URL or the public API. For Claude, ANTHROPIC_API_KEY
-or an AnthropicCredentials block (`--anthropic-credentials`); without a key the
-offline model writes placeholder code.
+Needs: a GitHub token (GITHUB_TOKEN, or a GitHubCredentials block named by the
+`credentials` parameter) with contents, issues and pull-request write access;
+the API from the block, GITHUB_API_URL or the public API. For Claude,
+ANTHROPIC_API_KEY or an AnthropicCredentials block (`anthropic_credentials`);
+without a key the offline model writes placeholder code. The parameters are
+defined once, in `IssuesRequest`.
 
     python -m flows.process_issues --repo OWNER/NAME --label agent:ready \\
         --concurrency 3 --clone-dir work/
@@ -17,42 +18,77 @@ skipped (or, with `existing_pr="update"`, worked again and its PR updated).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
-from prefect.context import FlowRunContext
+from prefect import Flow
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
-from flows.resolve_issue import ExistingPR, IssueRun, active_issue_run, resolve_issue
+from flows.resolve_issue import ACTIVE_ISSUE_RUN, ExistingPR, IssueRun, resolve_issue
 from tasks.common.aio import run_coroutine
+from tasks.common.errors import AgentmillError
 from tasks.common.logs import run_logger
+from tasks.common.parameters import (
+    CheckedFlow,
+    parse_arguments,
+    validate,
+    with_parameters,
+)
+from tasks.common.runs import flow_run_id
+from tasks.common.secrets import scanning_for
 from tasks.common.workspace import workspace_lock
-from tasks.issues.checks import scanning_for
 from tasks.issues.clone import GitAuth, branch_for, open_clone
 from tasks.issues.github import REPO_PATTERN, EtagCache, GitHub, Issue, resolve_github
+from tasks.issues.offline_script import issue_reply
 from tasks.issues.report import IssueResult, IssuesSummary, ProgressReporter
-from tasks.model.client import Endpoint, ProviderChoice, resolve_endpoint, use_endpoint
+from tasks.model.endpoint import (
+    Endpoint,
+    ProviderChoice,
+    announce,
+    resolve_endpoint,
+    use_endpoint,
+)
 
 MAX_CONCURRENCY = 32
+# What the offline model writes, as the log and the PR body say it.
+OFFLINE_WORK = "placeholder code, not real changes"
 
 
 class IssuesRequest(BaseModel):
-    """What to work on and how. Validated before any request is made."""
+    """process_issues' parameters: the one definition for the UI form, the CLI and Python."""
 
-    repo: str = Field(description="OWNER/NAME of the repository.")
-    label: str = Field(default="agent:ready", min_length=1)
-    concurrency: int = Field(default=3, ge=1, le=MAX_CONCURRENCY)
-    clone_dir: Path = Path("work")
-    credentials: str | None = None
-    provider: ProviderChoice = "auto"
-    anthropic_credentials: str | None = None
-    review_threshold: int = Field(default=80, ge=0, le=100)
-    existing_pr: ExistingPR = "skip"
+    repo: str = Field(description="The repository, as OWNER/NAME.")
+    label: str = Field(
+        default="agent:ready", min_length=1, description="Only open issues with this label."
+    )
+    concurrency: int = Field(
+        default=3, ge=1, le=MAX_CONCURRENCY, description="How many issues are worked at once."
+    )
+    clone_dir: str = Field(
+        default="work", description="Where the clone and the per-issue worktrees live."
+    )
+    credentials: str | None = Field(
+        default=None,
+        description="A GitHubCredentials block; default GITHUB_TOKEN (and GITHUB_API_URL).",
+    )
+    provider: ProviderChoice = Field(
+        default="auto",
+        description="auto: Claude when a key is available, else the offline model; or "
+        "anthropic, or offline.",
+    )
+    anthropic_credentials: str | None = Field(
+        default=None, description="An AnthropicCredentials block; default ANTHROPIC_API_KEY."
+    )
+    review_threshold: int = Field(
+        default=80, ge=0, le=100, description="Below this review score (0-100) the PR is a draft."
+    )
+    existing_pr: ExistingPR = Field(
+        default="skip",
+        description="When the issue's branch has an open PR: skip it, or update it.",
+    )
 
     @field_validator("repo")
     @classmethod
@@ -63,54 +99,25 @@ class IssuesRequest(BaseModel):
         return repo
 
 
-@flow(name="process_issues", log_prints=True)
-def process_issues(
-    repo: str,
-    label: str = "agent:ready",
-    concurrency: int = 3,
-    clone_dir: str = "work",
-    credentials: str | None = None,
-    provider: ProviderChoice = "auto",
-    anthropic_credentials: str | None = None,
-    review_threshold: int = 80,
-    existing_pr: ExistingPR = "skip",
-) -> IssuesSummary:
-    """Work every open issue of `repo` labelled `label` into a reviewed pull request.
+@with_parameters(IssuesRequest)
+def _process_issues(**params: Any) -> IssuesSummary:
+    """Work every open issue of `repo` labelled `label` into a reviewed pull request."""
+    return run_coroutine(_process(validate(IssuesRequest, params)))
 
-    Args:
-        repo: The repository, as OWNER/NAME.
-        label: Only open issues with this label are worked.
-        concurrency: How many issues are worked at the same time.
-        clone_dir: Where the clone and the per-issue worktrees live.
-        credentials: A GitHubCredentials block name; default GITHUB_TOKEN (and GITHUB_API_URL).
-        provider: "auto" (Claude when a key is available, else offline), "anthropic", "offline".
-        anthropic_credentials: An AnthropicCredentials block name; default ANTHROPIC_API_KEY.
-        review_threshold: Below this review score (0-100) the pull request is a draft.
-        existing_pr: When the issue's branch has an open PR: "skip" it, or "update" it.
-    """
-    request = IssuesRequest(
-        repo=repo,
-        label=label,
-        concurrency=concurrency,
-        clone_dir=Path(clone_dir),
-        credentials=credentials,
-        provider=provider,
-        anthropic_credentials=anthropic_credentials,
-        review_threshold=review_threshold,
-        existing_pr=existing_pr,
-    )
-    return run_coroutine(_process(request))
+
+process_issues: Flow[..., IssuesSummary] = CheckedFlow(
+    _process_issues, model=IssuesRequest, name="process_issues", log_prints=True
+)
 
 
 async def _process(request: IssuesRequest) -> IssuesSummary:
     log = run_logger("agentmill.process_issues")
-    flow_ctx = FlowRunContext.get()
-    run_id = str(flow_ctx.flow_run.id) if flow_ctx and flow_ctx.flow_run else "local"
+    run_id = flow_run_id()
     auth = resolve_github(request.credentials)
-    endpoint = resolve_endpoint(request.provider, request.anthropic_credentials)
-    _announce(endpoint, log)
+    endpoint = resolve_endpoint(request.provider, request.anthropic_credentials, issue_reply)
+    announce(endpoint, log, OFFLINE_WORK)
     owner, name = request.repo.split("/")
-    root = request.clone_dir.resolve()
+    root = await asyncio.to_thread(Path(request.clone_dir).resolve)
     cache = EtagCache(root / ".agentmill" / f"github-etags-{owner}-{name}.json")
     started = time.perf_counter()
     async with GitHub(auth, cache=cache) as gh:
@@ -145,7 +152,7 @@ async def _process(request: IssuesRequest) -> IssuesSummary:
                 await reporter.start()
                 with (
                     use_endpoint(endpoint),
-                    active_issue_run(run),
+                    ACTIVE_ISSUE_RUN.use(run),
                     scanning_for(_own_secrets(auth.token, endpoint)),
                 ):
                     results = await _work(run, issues, request.concurrency, reporter, started)
@@ -217,61 +224,18 @@ def _own_secrets(token: SecretStr, endpoint: Endpoint) -> list[str]:
     return [k.get_secret_value() for k in keys if k is not None]
 
 
-def _announce(endpoint: Endpoint, log: Any) -> None:
-    if endpoint.provider == "offline":
-        log.warning(
-            "OFFLINE MODEL: no Anthropic API key, so the issue team runs on agentmill's "
-            "scripted offline model and writes placeholder code, not real changes. Set "
-            "ANTHROPIC_API_KEY (or --anthropic-credentials BLOCK) to work issues with Claude."
-        )
-    else:
-        log.info("provider anthropic at %s", endpoint.base_url or "the public API")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    params = parse_arguments(
+        IssuesRequest,
+        argv,
         prog="python -m flows.process_issues",
         description="Work labelled GitHub issues into reviewed pull requests with Claude agents.",
     )
-    parser.add_argument("--repo", required=True, help="the repository, as OWNER/NAME")
-    parser.add_argument("--label", default="agent:ready", help="work open issues with this label")
-    parser.add_argument("--concurrency", type=int, default=3, help="issues worked at once")
-    parser.add_argument("--clone-dir", default="work", help="where the clone and worktrees live")
-    parser.add_argument("--credentials", help="GitHubCredentials block name (default GITHUB_TOKEN)")
-    parser.add_argument(
-        "--provider",
-        choices=["auto", "anthropic", "offline"],
-        default="auto",
-        help="auto: Claude when a key is set, else the offline model",
-    )
-    parser.add_argument(
-        "--anthropic-credentials", help="AnthropicCredentials block name (default the env key)"
-    )
-    parser.add_argument(
-        "--review-threshold", type=int, default=80, help="below this score the PR is a draft"
-    )
-    parser.add_argument(
-        "--existing-pr",
-        choices=["skip", "update"],
-        default="skip",
-        help="an issue whose branch has an open PR: skip it, or work it again and update the PR",
-    )
-    args = parser.parse_args(argv)
     try:
-        IssuesRequest(repo=args.repo, label=args.label, concurrency=args.concurrency)
-    except ValueError as exc:
-        parser.error(str(exc))
-    summary = process_issues(
-        repo=args.repo,
-        label=args.label,
-        concurrency=args.concurrency,
-        clone_dir=args.clone_dir,
-        credentials=args.credentials,
-        provider=args.provider,
-        anthropic_credentials=args.anthropic_credentials,
-        review_threshold=args.review_threshold,
-        existing_pr=args.existing_pr,
-    )
+        summary = process_issues(**params)
+    except AgentmillError as exc:  # ours say what to fix; anything else is a bug: traceback
+        print(f"agentmill: error: {exc}", file=sys.stderr)
+        return 1
     print(summary.line())
     for result in summary.issues:
         where = result.pr_url or result.error or ""

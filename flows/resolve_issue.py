@@ -12,9 +12,6 @@ GitHub client, the clone and the options; nothing secret is a parameter.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -22,8 +19,8 @@ from typing import Literal
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.agents.task import AgentOutput
-from tasks.build.commit import refuse_secrets, trailer_lines
+from tasks.agents.output import AgentOutput, refuse_secrets, trailer_lines
+from tasks.common.context import Scoped
 from tasks.common.logs import run_logger
 from tasks.common.workspace import apply_files
 from tasks.issues.checks import run_checks
@@ -44,7 +41,7 @@ from tasks.issues.team import (
     PLAN_SCHEMA,
     REVIEW_SCHEMA,
     TRIAGE_SCHEMA,
-    Plan,
+    IssuePlan,
     Triage,
     Verdict,
     checks_role_id,
@@ -56,7 +53,7 @@ from tasks.issues.team import (
     triage_role,
 )
 from tasks.issues.work import IssueAgents, Tally
-from tasks.model.client import Provider
+from tasks.model.endpoint import Provider
 
 ExistingPR = Literal["skip", "update"]
 
@@ -86,26 +83,13 @@ class IssueRun:
         await self.started.setdefault(issue, asyncio.Event()).wait()
 
 
-_RUN: ContextVar[IssueRun | None] = ContextVar("agentmill_issue_run", default=None)
-
-
-@contextmanager
-def active_issue_run(run: IssueRun) -> Iterator[None]:
-    token = _RUN.set(run)
-    try:
-        yield
-    finally:
-        _RUN.reset(token)
+ACTIVE_ISSUE_RUN: Scoped[IssueRun | None] = Scoped("issue_run", None)
 
 
 def current_issue_run() -> IssueRun:
-    run = _RUN.get()
-    if run is None:
-        raise RuntimeError(
-            "resolve_issue is a subflow of process_issues and cannot run on its own; "
-            "run process_issues"
-        )
-    return run
+    return ACTIVE_ISSUE_RUN.require(
+        "resolve_issue is a subflow of process_issues and cannot run on its own; run process_issues"
+    )
 
 
 @flow(name="resolve_issue", flow_run_name="issue-{issue.number}", log_prints=True)
@@ -137,7 +121,7 @@ async def resolve_issue(issue: Issue, repo: str) -> IssueResult:
     )
 
     triage = parse_result(Triage, await agents.run(triage_role(), TRIAGE_SCHEMA))
-    plan = parse_result(Plan, await agents.run(coordinator_role(), PLAN_SCHEMA))
+    plan = parse_result(IssuePlan, await agents.run(coordinator_role(), PLAN_SCHEMA))
     log.info(
         "issue #%d: %s, %s priority, %s; %d subtask(s)",
         issue.number, triage.type, triage.priority, triage.complexity, len(plan.subtasks),
@@ -147,7 +131,7 @@ async def resolve_issue(issue: Issue, repo: str) -> IssueResult:
     review, code, written = await review_step(agents, plan, code, worktree, written, run)
     refuse_secrets(code)  # as at build_app's phase commits: a key-shaped string blocks the commit
 
-    message = commit_message(repo, issue, [*agents.tally.outputs], review, run)
+    message = issue_commit_message(repo, issue, [*agents.tally.outputs], review, run)
     sha = await commit_all(worktree, written, message)
     if sha is None and existing is None:
         log.info("issue #%d: the agents changed nothing; no pull request", issue.number)
@@ -168,7 +152,7 @@ async def resolve_issue(issue: Issue, repo: str) -> IssueResult:
 
 async def review_step(
     agents: IssueAgents,
-    plan: Plan,
+    plan: IssuePlan,
     code: list[AgentOutput],
     worktree: Path,
     written: list[str],
@@ -208,7 +192,7 @@ async def _review_round(
     return ReviewRound(round=round_, checks=checks, verdict=verdict, reviewer=reviewer.id)
 
 
-def commit_message(
+def issue_commit_message(
     repo: str, issue: Issue, outputs: list[AgentOutput], review: ReviewOutcome, run: IssueRun
 ) -> str:
     """One commit per issue, with build_app's trailers plus the issue it resolves."""

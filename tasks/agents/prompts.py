@@ -8,6 +8,7 @@ bump `PROMPTS_VERSION`, which is part of every cache key.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from blocks.team import Role
@@ -34,6 +35,18 @@ def pointer_message(role: Role) -> str:
     """The first user message: who you are, where the brief is, whom you depend on."""
     deps = ", ".join(role.depends_on) or "none"
     return f"Role: {role.id}. Brief: {BRIEF_PATH}. Dependencies: {deps}."
+
+
+_POINTER = re.compile(r"Role: (?P<role>[A-Z0-9_]+)\b.*?Dependencies: (?P<deps>[^.]*)\.", re.S)
+
+
+def parse_pointer(text: str) -> tuple[str, list[str]] | None:
+    """(role, dependencies) of a pointer message; None for any other text."""
+    match = _POINTER.search(text)
+    if not match:
+        return None
+    deps = [d.strip() for d in match["deps"].split(",") if d.strip() and d.strip() != "none"]
+    return match["role"], deps
 
 
 def estimate_tokens(text: str) -> int:

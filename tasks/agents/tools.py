@@ -13,7 +13,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from tasks.agents.errors import ToolError
 from tasks.agents.prompts import BRIEF_PATH
+from tasks.agents.schema import check_result
 from tasks.common.git import list_tree, read_blob
 from tasks.common.workspace import PathRejected, check_path
 
@@ -35,10 +37,6 @@ class Submission:
     next_steps: list[str]
     warnings: list[str]
     result: dict[str, Any] | None = None  # the structured answer, for roles that have a schema
-
-
-class ToolError(ValueError):
-    """A tool call the model got wrong; the message goes back to it as an error result."""
 
 
 @dataclass
@@ -190,45 +188,3 @@ def _str_list(args: dict[str, Any], key: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ToolError(f"argument {key!r} must be a list of strings")
     return value
-
-
-_JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "object": (dict,),
-    "array": (list,),
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-}
-
-
-def check_result(value: Any, schema: dict[str, Any], where: str) -> None:
-    """Check a structured result against the subset of JSON Schema our roles use.
-
-    Types, `required`, `properties`, `items`, `enum`, `minimum` and `maximum`:
-    enough to give the model a precise error to correct, without a dependency.
-    """
-    kind = schema.get("type")
-    if kind in _JSON_TYPES:
-        expected = _JSON_TYPES[kind]
-        is_bool = isinstance(value, bool)
-        if not isinstance(value, expected) or (is_bool and kind in ("integer", "number")):
-            raise ToolError(f"submit: {where} must be of type {kind}")
-    if "enum" in schema and value not in schema["enum"]:
-        allowed = ", ".join(json.dumps(v) for v in schema["enum"])
-        raise ToolError(f"submit: {where} must be one of {allowed}")
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if "minimum" in schema and value < schema["minimum"]:
-            raise ToolError(f"submit: {where} must be at least {schema['minimum']}")
-        if "maximum" in schema and value > schema["maximum"]:
-            raise ToolError(f"submit: {where} must be at most {schema['maximum']}")
-    if isinstance(value, dict):
-        for key in schema.get("required", []):
-            if key not in value:
-                raise ToolError(f"submit: {where} is missing {key!r}")
-        for key, sub in schema.get("properties", {}).items():
-            if key in value:
-                check_result(value[key], sub, f"{where}.{key}")
-    if isinstance(value, list) and "items" in schema:
-        for i, item in enumerate(value):
-            check_result(item, schema["items"], f"{where}[{i}]")

@@ -11,7 +11,7 @@ from typing import Literal
 from prefect.input import RunInput
 from pydantic import Field
 
-from tasks.agents.task import AgentOutput
+from tasks.agents.output import AgentOutput
 
 MAX_REVIEW_CHARS = 6000
 

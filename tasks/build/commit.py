@@ -13,51 +13,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tasks.agents.task import AgentOutput
+from tasks.agents.output import AgentOutput, refuse_secrets, trailer_lines
 from tasks.build.store import Store
 from tasks.common.git import commit_paths, restore_paths
 from tasks.common.logs import run_logger
-from tasks.common.secrets import SecretFound, scan_text
 from tasks.common.workspace import STORE_DIR, atomic_write_json, plan_writes, write_all
 
 JOURNAL = "pending-phase.json"
 
 
-def commit_message(phase: str, outputs: list[AgentOutput], run_id: str, provider: str) -> str:
+def phase_commit_message(phase: str, outputs: list[AgentOutput], run_id: str, provider: str) -> str:
     roles = ", ".join(o.role for o in outputs)
     lines = [f"agentmill: {phase} phase ({len(outputs)} agents)", "", f"Agents: {roles}", ""]
     if provider == "offline":
         lines += ["Written by the OFFLINE model: placeholder documents, not a real app.", ""]
     lines += trailer_lines(outputs, run_id, provider)
     return "\n".join(lines) + "\n"
-
-
-def trailer_lines(outputs: list[AgentOutput], run_id: str, provider: str) -> list[str]:
-    """The `Agentmill-*` trailers: run id, provider, and each agent's key, model, tokens, cost."""
-    lines = [f"Agentmill-Run: {run_id}", f"Agentmill-Provider: {provider}"]
-    for o in outputs:
-        u = o.usage
-        lines.append(
-            f"Agentmill-Agent: {o.role} key={o.cache_key} model={o.model} "
-            f"tokens={u.input_tokens}in/{u.output_tokens}out/{u.cache_read_tokens}cr/"
-            f"{u.cache_write_tokens}cw cost={o.cost_usd:.6f}"
-        )
-    return lines
-
-
-def refuse_secrets(outputs: list[AgentOutput]) -> None:
-    findings = [
-        (o.role, finding)
-        for o in outputs
-        for path, content in sorted(o.files.items())
-        for finding in scan_text(path, content)
-    ]
-    if findings:
-        listed = "; ".join(f"agent {role}: {finding}" for role, finding in findings[:5])
-        raise SecretFound(
-            f"not committed: {listed}. Remove the secret from the agent's input or "
-            "instructions (keys belong in blocks or env vars), then rerun"
-        )
 
 
 def commit_phase(
@@ -74,7 +45,7 @@ def commit_phase(
         write_all(writes)
         for output in outputs:
             store.save_output(output)
-        sha = commit_paths(workdir, paths, commit_message(phase, outputs, run_id, provider))
+        sha = commit_paths(workdir, paths, phase_commit_message(phase, outputs, run_id, provider))
     except BaseException:
         restore_paths(workdir, paths)
         journal.unlink(missing_ok=True)

@@ -1,55 +1,44 @@
-"""The build's scheduler: agents start when their own dependencies finish; phases commit in order.
+"""A build's phases: every phase subflow at once, agents as the graph allows, commits in order.
 
-There are no level or phase barriers for agents: each one awaits only the
-futures of its direct dependencies, wherever they are in the plan, so the
-run's wall time can approach the graph's critical path. Commits are the
+The agents run in the one scheduler (`tasks.agents.graph`): each starts when
+its own dependencies finish, wherever they are in the plan. Commits are the
 only ordered step: a phase commits once its agents are done and the phase
-before it has committed.
+before it has committed. This module keeps the build's record as agents
+land: the manifest, the Prefect events and the progress artifact.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import TypeVar
 from uuid import UUID
 
 from prefect.artifacts import aupdate_progress_artifact
-from prefect.client.schemas.objects import State
-from prefect.utilities.annotations import quote
 
 from blocks.team import AgentTeam
-from tasks.agents.task import (
-    AgentError,
-    AgentJob,
-    AgentOutput,
-    AgentSettings,
-    agent_settings,
-    run_agent,
-)
+from tasks.agents.graph import AgentGraph, Finished, GraphHooks, Node
+from tasks.agents.job import AgentJob, agent_settings
+from tasks.agents.output import AgentOutput
 from tasks.build.commit import commit_phase
 from tasks.build.events import emit_agent_event, emit_phase_committed
 from tasks.build.planning import Phase, Plan
 from tasks.build.report import AgentReport, CommitRecord
 from tasks.build.store import AgentEntry, Manifest, PhaseEntry, Store, now_iso
+from tasks.common.context import Scoped
+from tasks.common.errors import AgentmillError
 from tasks.common.logs import run_logger
-from tasks.model.client import Provider
+from tasks.model.endpoint import Provider
 
 T = TypeVar("T")
 _SETTLED = ("done", "failed", "skipped")
 
 
-class UpstreamFailed(RuntimeError):
-    """An agent was not run because a dependency failed."""
-
-
-class PhaseFailed(RuntimeError):
+class PhaseFailed(AgentmillError, RuntimeError):
     """A phase did not commit; the message lists which agents failed and why."""
 
 
@@ -63,7 +52,7 @@ class AgentRun:
 
 
 @dataclass
-class Build:
+class Build(GraphHooks):
     """Shared state of one build_app run; phase subflows find it through `current_build()`."""
 
     run_id: str
@@ -80,7 +69,7 @@ class Build:
     clock_start: float = field(default_factory=time.perf_counter)
     runs: dict[str, AgentRun] = field(default_factory=dict)
     commits: list[CommitRecord] = field(default_factory=list)
-    _futures: dict[str, asyncio.Future[AgentOutput]] = field(default_factory=dict)
+    graph: AgentGraph = field(init=False)
     _phase_done: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
     _phase_started: dict[str, asyncio.Event] = field(default_factory=dict)
     _progress_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -88,14 +77,23 @@ class Build:
 
     def __post_init__(self) -> None:
         loop = asyncio.get_running_loop()
-        self._futures = {role: loop.create_future() for role in self.plan.order}
+        self.graph = AgentGraph(
+            provider=self.provider,
+            idea=self.idea,
+            base_tree=self.base_tree,
+            workdir=str(self.workdir),
+            hooks=self,
+        )
+        for role_id in self.plan.order:  # topological: dependencies are added first
+            role = self.plan.roles[role_id]
+            settings = agent_settings(self.team, role)
+            # The approval gate's comments reach the roots (the PM), whose revision
+            # then really runs: the comments are part of its cache key.
+            feedback = self.feedback if not role.depends_on else []
+            self.graph.add(Node(role=role, settings=settings, feedback=feedback))
+            self.manifest.agents[role_id] = AgentEntry(phase=role.phase)
         self._phase_done = {p.name: loop.create_future() for p in self.plan.phases}
         self._phase_started = {p.name: asyncio.Event() for p in self.plan.phases}
-        for role_id in self.plan.order:
-            self.manifest.agents[role_id] = AgentEntry(phase=self.plan.phase_of(role_id))
-
-    def settings_for(self, role_id: str) -> AgentSettings:
-        return agent_settings(self.team, self.plan.roles[role_id])
 
     async def start_phases(
         self, start: Callable[[Phase], Awaitable[T]], phases: list[Phase]
@@ -122,8 +120,9 @@ class Build:
     def restart_phase(self, phase: str) -> None:
         """Make a committed phase runnable again (the approval gate sent it back)."""
         loop = asyncio.get_running_loop()
-        for role_id in self._roles_of(phase):
-            self._futures[role_id] = loop.create_future()
+        roles = self._roles_of(phase)
+        self.graph.reset(roles)
+        for role_id in roles:
             self.runs.pop(role_id, None)
             self.manifest.agents[role_id] = AgentEntry(phase=phase)
         self._phase_done[phase] = loop.create_future()
@@ -154,77 +153,50 @@ class Build:
 
     async def run_role(self, role_id: str) -> AgentOutput:
         """Wait for this role's dependencies, then run (or fetch from cache) its agent."""
-        role = self.plan.roles[role_id]
+        return await self.graph.run(role_id)
+
+    # -- what the graph tells us, as agents land ------------------------------
+
+    def _announce(self, role_id: str) -> partial[None]:
         entry = self.manifest.agents[role_id]
-        future = self._futures[role_id]
-        try:
-            await asyncio.gather(*(self._futures[d] for d in role.depends_on))
-        except Exception as exc:
-            entry.status = "skipped"
-            entry.error = f"not run: {exc}"
-            await self._advance()
-            skipped = UpstreamFailed(f"agent {role_id} not run: a dependency failed")
-            self._fail(role_id, skipped)
-            raise skipped from exc
-        upstream = [
-            self._futures[r].result() for r in self.plan.ordered(self.plan.ancestors[role_id])
-        ]
-        job = AgentJob(
-            role=role,
-            settings=self.settings_for(role_id),
-            provider=self.provider,
-            idea=self.idea,
-            base_tree=self.base_tree,
-            workdir=str(self.workdir),
-            upstream=upstream,
-            feedback=self.feedback if not role.depends_on else [],
+        phase = self.plan.phase_of(role_id)
+        return partial(
+            emit_agent_event, run_id=self.run_id, role=role_id, phase=phase, model=entry.model
         )
-        run = self.runs[role_id] = AgentRun(started_s=time.perf_counter() - self.clock_start)
+
+    def started(self, role_id: str, job: AgentJob) -> None:
+        entry = self.manifest.agents[role_id]
+        self.runs[role_id] = AgentRun(started_s=time.perf_counter() - self.clock_start)
         entry.status, entry.started_at, entry.model = "running", now_iso(), job.settings.model
         entry.cache_key = job.cache_key()
-        announce = partial(
-            emit_agent_event, run_id=self.run_id, role=role_id, phase=role.phase, model=entry.model
-        )
-        announce("started")
-        started = time.perf_counter()
-        try:
-            # quote(): Prefect would otherwise walk every field of every upstream output
-            # in the job, twice per task run, to look for futures (there are none): a
-            # cost that grows with the square of the team. The task gets the job itself.
-            # Prefect types an async task's call as returning the State itself.
-            pending = cast(
-                "Awaitable[State[AgentOutput]]",
-                run_agent(cast("AgentJob", quote(job)), return_state=True),
-            )
-            state = await pending
-            output = await cast("Awaitable[AgentOutput]", state.result())
-        except Exception as exc:
-            run.duration_s = time.perf_counter() - started
-            run.error = entry.error = _describe(role_id, exc)
-            entry.status, entry.finished_at = "failed", now_iso()
-            announce("failed", error=run.error)
-            self._fail(role_id, AgentError(run.error))
-            await self._advance()
-            raise AgentError(run.error) from exc
-        run.duration_s = time.perf_counter() - started
-        run.cached = state.name == "Cached"
-        run.output = output
+        self._announce(role_id)("started")
+
+    def finished(self, role_id: str, finished: Finished) -> None:
+        run, entry, output = self.runs[role_id], self.manifest.agents[role_id], finished.output
+        run.duration_s, run.cached, run.output = finished.duration_s, finished.cached, output
         entry.status, entry.finished_at = "done", now_iso()
         entry.cached, entry.duration_s = run.cached, round(run.duration_s, 4)
         entry.cost_usd = 0.0 if run.cached else output.cost_usd
         entry.tokens = output.usage.model_dump(exclude={"requests"})
         entry.output_path = self.store.output_paths(role_id)[0]
-        announce(
+        self._announce(role_id)(
             "completed",
             tokens=0 if run.cached else output.usage.total_tokens,
             cost_usd=entry.cost_usd,
             cached=run.cached,
         )
-        future.set_result(output)
-        await self._advance()
-        return output
 
-    async def _advance(self) -> None:
+    def failed(self, role_id: str, error: str, duration_s: float) -> None:
+        run, entry = self.runs[role_id], self.manifest.agents[role_id]
+        run.duration_s, run.error, entry.error = duration_s, error, error
+        entry.status, entry.finished_at = "failed", now_iso()
+        self._announce(role_id)("failed", error=error)
+
+    def skipped(self, role_id: str, error: str) -> None:
+        entry = self.manifest.agents[role_id]
+        entry.status, entry.error = "skipped", error
+
+    async def settled(self, role_id: str) -> None:
         """Move the run's progress artifact; a UI watcher sees each agent land."""
         if self.progress_id is None:
             return
@@ -236,11 +208,7 @@ class Build:
                 description=f"{settled} of {len(self.plan.order)} agents done",
             )
 
-    def _fail(self, role_id: str, exc: Exception) -> None:
-        future = self._futures[role_id]
-        if not future.done():
-            future.set_exception(exc)
-            future.exception()  # retrieved here: downstream roles report it, not asyncio
+    # -- commits ---------------------------------------------------------------
 
     async def finish_phase(self, phase: str, errors: list[BaseException]) -> CommitRecord | None:
         """Commit the phase once the one before it is committed; phases land in order."""
@@ -280,15 +248,14 @@ class Build:
         entry.commit = sha or entry.commit  # unchanged: the commit that landed it before
         self.store.save_manifest(self.manifest)
         done.set_result(True)
+        log = run_logger("agentmill.build")
         if sha is None:
-            run_logger("agentmill.dataflow").info(
-                "phase %s: no change against HEAD, no commit", phase
-            )
+            log.info("phase %s: no change against HEAD, no commit", phase)
             return None
         record = CommitRecord(phase=phase, sha=sha, agents=self._roles_of(phase))
         self.commits.append(record)
         emit_phase_committed(self.run_id, phase, sha, record.agents)
-        run_logger("agentmill.dataflow").info("phase %s committed as %s", phase, sha[:12])
+        log.info("phase %s committed as %s", phase, sha[:12])
         return record
 
     def _roles_of(self, phase: str) -> list[str]:
@@ -319,27 +286,10 @@ class Build:
         return reports
 
 
-def _describe(role_id: str, exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if text.startswith(("agent ", role_id)) else f"agent {role_id}: {text}"
-
-
-_BUILD: ContextVar[Build | None] = ContextVar("agentmill_build", default=None)
-
-
-@contextmanager
-def active_build(build: Build) -> Iterator[None]:
-    token = _BUILD.set(build)
-    try:
-        yield
-    finally:
-        _BUILD.reset(token)
+ACTIVE_BUILD: Scoped[Build | None] = Scoped("build", None)
 
 
 def current_build() -> Build:
-    build = _BUILD.get()
-    if build is None:
-        raise RuntimeError(
-            "run_phase is a subflow of build_app and cannot run on its own; run build_app"
-        )
-    return build
+    return ACTIVE_BUILD.require(
+        "run_phase is a subflow of build_app and cannot run on its own; run build_app"
+    )

@@ -11,10 +11,12 @@ from functools import cached_property
 
 from pydantic import BaseModel
 
-from blocks.team import AgentTeam, Role
+from blocks.team import AgentTeam, Role, default_team
+from tasks.agents.graph import CycleError, topological_order
+from tasks.common.errors import AgentmillError
 
 
-class PlanError(ValueError):
+class PlanError(AgentmillError, ValueError):
     """The team cannot be planned: a cycle, an unknown or duplicate role, a bad phase."""
 
 
@@ -60,6 +62,25 @@ class Plan(BaseModel):
         return [r for r in self.order if r in wanted]
 
 
+class TeamNotFound(AgentmillError, ValueError):
+    """The team named is neither "default" nor a saved AgentTeam block."""
+
+
+async def aload_team(name: str) -> AgentTeam:
+    """The team called `name`: the built-in one for "default", else an AgentTeam block."""
+    if name == "default":
+        return default_team()
+    try:
+        team = await AgentTeam.aload(name)
+    except ValueError as exc:
+        raise TeamNotFound(
+            f"no AgentTeam block named {name!r}; save one with AgentTeam(...).save({name!r}) "
+            "or use the team 'default'"
+        ) from exc
+    assert isinstance(team, AgentTeam)
+    return team
+
+
 def plan_phases(team: AgentTeam) -> Plan:
     """Validate the team and order it: phases as the team lists them, roles topologically."""
     if not team.roles:
@@ -77,7 +98,14 @@ def plan_phases(team: AgentTeam) -> Plan:
         except ValueError as exc:
             raise PlanError(str(exc)) from None
     _check_dependencies(roles, phase_index)
-    order = _topological_order(roles)
+    try:
+        order = topological_order({r.id: r.depends_on for r in roles.values()})
+    except CycleError as exc:
+        raise PlanError(
+            "the team's dependencies form a cycle: "
+            + " -> ".join(exc.cycle)
+            + "; remove one of these dependencies"
+        ) from None
     phases = []
     for name in team.phases:
         tracks: dict[str, list[str]] = {}
@@ -115,36 +143,3 @@ def _check_dependencies(roles: dict[str, Role], phase_index: dict[str, int]) -> 
                     f"(phase {roles[dep].phase}), a later phase; phases commit in order, "
                     "so move one of them"
                 )
-
-
-def _topological_order(roles: dict[str, Role]) -> list[str]:
-    """Depth-first order that keeps the team's listing order where the graph allows."""
-    order: list[str] = []
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-    for start in roles:
-        if state.get(start):
-            continue
-        # Iterative DFS: a deep chain of roles must not hit the recursion limit.
-        path: list[str] = [start]
-        pending: list[list[str]] = [list(reversed(roles[start].depends_on))]
-        state[start] = 1
-        while path:
-            if pending[-1]:
-                dep = pending[-1].pop()
-                if state.get(dep) == 1:
-                    cycle = [*path[path.index(dep) :], dep]
-                    raise PlanError(
-                        "the team's dependencies form a cycle: "
-                        + " -> ".join(cycle)
-                        + "; remove one of these dependencies"
-                    )
-                if not state.get(dep):
-                    state[dep] = 1
-                    path.append(dep)
-                    pending.append(list(reversed(roles[dep].depends_on)))
-                continue
-            done = path.pop()
-            pending.pop()
-            state[done] = 2
-            order.append(done)
-    return order

@@ -16,10 +16,15 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tasks.agents.task import AgentOutput
+from tasks.agents.output import AgentOutput
+from tasks.common.errors import AgentmillError
 from tasks.common.workspace import STORE_DIR, atomic_write, atomic_write_json
 
 MANIFEST = "manifest.json"
+
+
+class ManifestError(AgentmillError, ValueError):
+    """The workdir's .tasks/manifest.json cannot be read; the message says what to do."""
 
 
 def now_iso() -> str:
@@ -72,9 +77,9 @@ class Store:
         try:
             return Manifest.model_validate_json(path.read_text())
         except ValueError as exc:
-            raise ValueError(
+            raise ManifestError(
                 f"{path} is not a valid agentmill manifest ({exc.__class__.__name__}); "
-                "move it away, or rerun with fresh=True to start from HEAD"
+                "move it away, or rerun with fresh set to start from HEAD"
             ) from exc
 
     def save_manifest(self, manifest: Manifest) -> None:

@@ -1,1 +1,1 @@
-"""common"""
+"""What both pipelines stand on: workspace, git, secrets, processes, retries, parameters."""

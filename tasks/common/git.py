@@ -13,6 +13,8 @@ from pathlib import Path
 
 import git
 
+from tasks.common.errors import AgentmillError
+
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 AGENTMILL = git.Actor("agentmill", "agentmill@users.noreply.localhost")
 
@@ -27,7 +29,7 @@ _EXCLUDES = (
 )
 
 
-class RepoStateError(ValueError):
+class RepoStateError(AgentmillError, ValueError):
     """The repository is in a state agentmill must not build on; the message says why."""
 
 

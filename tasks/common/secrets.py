@@ -1,50 +1,137 @@
-"""A scan for key-shaped strings in text about to be committed.
+"""Secrets: what key-shaped strings look like, where they hide, and how they are masked.
 
 Agents see text that people wrote, and models repeat what they see; a key
-that reaches a commit is public the moment the branch is pushed. Findings
-name the file, the line and the kind of secret, never the secret itself.
+that reaches a commit, a log or a pull request is public the moment it is
+pushed. Every place that lets text out uses this module: the commit-time
+scan of build_app and the issue pipeline, the review's secret check, the
+redaction of tool output and git's error text. Findings name the file, the
+line and the kind of secret, never the secret itself.
+
+A run also knows its own credentials (the GitHub token, the API key); a
+flow makes them current with `scanning_for`, and the scan and the
+redaction look for them as well, whatever their shape, raw, base64- or
+URL-encoded.
 """
 
 from __future__ import annotations
 
+import base64
 import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import quote, quote_plus
 
-PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("Anthropic API key", re.compile(r"sk-ant-[A-Za-z0-9_\-]{20,}")),
+from tasks.common.context import Scoped
+from tasks.common.errors import AgentmillError
+
+Severity = Literal["error", "warning"]
+MASK = "[redacted]"
+
+# (kind, severity, pattern). "error": a credential by its shape; "warning": a
+# literal assigned to a name that says it is one (might be a placeholder).
+PATTERNS: tuple[tuple[str, Severity, re.Pattern[str]], ...] = (
+    ("Anthropic API key", "error", re.compile(r"sk-ant-[A-Za-z0-9_\-]{20,}")),
     (
         "GitHub token",
+        "error",
         re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})"),
     ),
-    ("AWS access key id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
+    ("AWS access key id", "error", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
     (
         "private key",
+        "error",
         re.compile(r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |PGP |ENCRYPTED )?PRIVATE KEY"),
     ),
-    ("Slack token", re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}")),
-    ("OpenAI API key", re.compile(r"\bsk-(?:proj-)?[A-Za-z0-9_\-]{32,}")),
+    ("Slack token", "error", re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}")),
+    ("OpenAI API key", "error", re.compile(r"\bsk-(?:proj-)?[A-Za-z0-9_\-]{32,}")),
+    (
+        "hard-coded credential",
+        "warning",
+        re.compile(
+            r"(?i)\b(?:password|passwd|secret|api_?key|access_?token|auth_?token)\b"
+            r"\s*[:=]\s*['\"][^'\"\s]{12,}['\"]"
+        ),
+    ),
 )
 
 
 @dataclass(frozen=True)
-class Finding:
+class SecretFinding:
     path: str
     line: int
     kind: str
+    severity: Severity = "error"
 
     def __str__(self) -> str:
         return f"{self.path} line {self.line} holds what looks like a secret ({self.kind})"
 
 
-class SecretFound(ValueError):
-    """Files about to be committed hold key-shaped strings."""
+class SecretFound(AgentmillError, ValueError):
+    """Text about to leave the run (a commit, a pull request) holds a key-shaped string."""
 
 
-def scan_text(path: str, text: str) -> list[Finding]:
-    findings = []
+_KNOWN: Scoped[tuple[str, ...]] = Scoped("known_secrets", ())
+
+
+@contextmanager
+def scanning_for(secrets: Iterable[str | None]) -> Iterator[None]:
+    """Make the scan and the redaction also look for these exact strings (this run's own)."""
+    with _KNOWN.use(tuple(s for s in secrets if s)):
+        yield
+
+
+def known_secrets() -> tuple[str, ...]:
+    """This run's own secrets, each in every form it may take in text (see `secret_forms`)."""
+    return tuple(form for secret in _KNOWN.get() for form in secret_forms(secret))
+
+
+def secret_forms(secret: str) -> list[str]:
+    """`secret` as it may appear in text: raw, base64 (plain and URL-safe), URL-encoded.
+
+    A test that harvests a token may print it encoded to slip past a scan of
+    the raw string; git's Basic header carries `x-access-token:<token>` in
+    base64. Forms shorter than 8 characters are left out: they would match
+    by chance.
+    """
+    raw = secret.encode()
+    forms = {secret, quote(secret, safe=""), quote_plus(secret)}
+    for data in (raw, b"x-access-token:" + raw):
+        for encoded in (base64.b64encode(data), base64.urlsafe_b64encode(data)):
+            text = encoded.decode()
+            forms.update({text, text.rstrip("=")})
+    return sorted((f for f in forms if len(f) >= 8), key=len, reverse=True)
+
+
+def scan_text(path: str, text: str, *, warnings: bool = False) -> list[SecretFinding]:
+    """Key-shaped strings (and this run's own secrets) in `text`, one finding per line and kind.
+
+    `warnings` adds the weaker "hard-coded credential" pattern, for reviews; a
+    commit is refused on errors only.
+    """
+    findings: list[SecretFinding] = []
+    known = known_secrets()
     for number, line in enumerate(text.splitlines(), start=1):
-        for kind, pattern in PATTERNS:
-            if pattern.search(line):
-                findings.append(Finding(path, number, kind))
-                break
+        for kind, severity, pattern in PATTERNS:
+            if (warnings or severity == "error") and pattern.search(line):
+                findings.append(SecretFinding(path, number, kind, severity))
+                if not warnings:
+                    break
+        if any(secret in line for secret in known):
+            findings.append(SecretFinding(path, number, "this run's own credential"))
     return findings
+
+
+def redact(text: str, known: Iterable[str] = ()) -> str:
+    """`text` with this run's secrets, `known`, and anything shaped like a key masked.
+
+    Each secret is masked in all its forms (`secret_forms`), longest first.
+    """
+    extra = [form for secret in known if secret for form in secret_forms(secret)]
+    for secret in sorted({*extra, *known_secrets()}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    for _kind, severity, pattern in PATTERNS:
+        if severity == "error":
+            text = pattern.sub(MASK, text)
+    return text

@@ -16,21 +16,22 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
+from tasks.common.errors import AgentmillError
 from tasks.common.logs import run_logger
 
 STORE_DIR = ".tasks"
 LOCK_NAME = "lock"
 
 
-class PathRejected(ValueError):
+class PathRejected(AgentmillError, ValueError):
     """An agent asked to write where it must not."""
 
 
-class WorkspaceBusy(RuntimeError):
+class WorkspaceBusy(AgentmillError, RuntimeError):
     """Another live run holds the workdir's lock."""
 
 
-class WorkdirError(ValueError):
+class WorkdirError(AgentmillError, ValueError):
     """The workdir cannot be used as it is; the message says what to change."""
 
 

@@ -20,9 +20,6 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,9 +27,10 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from tasks.agents.task import AgentOutput
-from tasks.common.secrets import PATTERNS as KEY_PATTERNS
-from tasks.model.client import Provider
+from tasks.agents.output import AgentOutput
+from tasks.common.processes import run_process
+from tasks.common.secrets import redact, scan_text
+from tasks.model.endpoint import Provider
 
 Severity = Literal["error", "warning", "info"]
 ToolStatus = Literal["passed", "findings", "failed", "skipped", "error"]
@@ -43,7 +41,7 @@ MAX_SCAN_BYTES = 1_000_000
 _SKIP_DIRS = {".git", ".tasks", "node_modules", ".venv", "venv", "__pycache__", ".tox", "build"}
 
 
-class Finding(BaseModel):
+class CheckFinding(BaseModel):
     tool: str
     severity: Severity
     path: str = ""
@@ -57,14 +55,14 @@ class ToolRun(BaseModel):
     status: ToolStatus
     summary: str
     duration_s: float = 0.0
-    findings: list[Finding] = Field(default_factory=list)
+    findings: list[CheckFinding] = Field(default_factory=list)
 
 
 class ChecksReport(BaseModel):
     tools: list[ToolRun]
 
     @property
-    def findings(self) -> list[Finding]:
+    def findings(self) -> list[CheckFinding]:
         return [f for t in self.tools for f in t.findings]
 
     def summary(self) -> str:
@@ -85,60 +83,30 @@ class ChecksReport(BaseModel):
         )
 
 
-# This run's own credentials, for the secret scan to look for; a context
-# variable, so they never become a task parameter (which Prefect records).
-_KNOWN_SECRETS: ContextVar[tuple[str, ...]] = ContextVar("agentmill_known_secrets", default=())
-
-
-@contextmanager
-def scanning_for(secrets: list[str]) -> Iterator[None]:
-    """Make the secret scan also look for these exact strings (this run's token)."""
-    token = _KNOWN_SECRETS.set(tuple(s for s in secrets if s))
-    try:
-        yield
-    finally:
-        _KNOWN_SECRETS.reset(token)
-
-
 @task(name="review-checks", cache_policy=NO_CACHE, persist_result=False)
 async def run_checks(tree: str, changed: list[str]) -> ChecksReport:
     """Run every check on the changed tree, concurrently; none of them raises."""
-    return await check_tree(Path(tree), changed, list(_KNOWN_SECRETS.get()))
+    return await check_tree(Path(tree), changed)
 
 
-async def check_tree(
-    tree: Path, changed: list[str], known_secrets: list[str] | None = None
-) -> ChecksReport:
-    """All checks at once; every message is redacted, as findings end up in a public PR."""
-    known = known_secrets or []
+async def check_tree(tree: Path, changed: list[str]) -> ChecksReport:
+    """All checks at once; every message is redacted, as findings end up in a public PR.
+
+    The run's own secrets (`scanning_for`) are looked for and masked too.
+    """
     present = [p for p in changed if (tree / p).is_file()]
     python = [p for p in present if p.endswith(".py")]
     runs = await asyncio.gather(
         _ruff(tree, python),
         _bandit(tree, python),
-        _secret_scan(tree, present, known),
+        _secret_scan(tree, present),
         _pytest(tree),
     )
     for run in runs:
-        run.summary = redact(run.summary, known)
+        run.summary = redact(run.summary)
         for finding in run.findings:
-            finding.message = redact(finding.message, known)
+            finding.message = redact(finding.message)
     return ChecksReport(tools=list(runs))
-
-
-def redact(text: str, known: list[str]) -> str:
-    """The text with anything that looks like a credential (or is one of `known`) masked.
-
-    Tools quote source in their messages (bandit's hard-coded password check,
-    a failing assert), and findings go into a pull request.
-    """
-    for secret in known:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    for _, severity, pattern in SECRET_PATTERNS:
-        if severity == "error":
-            text = pattern.sub("[redacted]", text)
-    return text
 
 
 # --- running tools -----------------------------------------------------------
@@ -153,22 +121,8 @@ def _tool_env() -> dict[str, str]:
 
 async def _run(args: list[str], cwd: Path, timeout_s: float) -> tuple[int | None, str, str]:
     """(exit code or None on timeout, stdout, stderr) of one tool run."""
-    proc = await asyncio.create_subprocess_exec(
-        *args,
-        cwd=cwd,
-        env=_tool_env(),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(timeout_s):
-            out, err = await proc.communicate()
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        return None, "", ""
-    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+    done = await run_process(args, cwd=cwd, env=_tool_env(), timeout_s=timeout_s)
+    return done.exit_code, done.stdout, done.stderr
 
 
 def _relative(tree: Path, filename: str) -> str:
@@ -195,7 +149,7 @@ async def _ruff(tree: Path, files: list[str]) -> ToolRun:
     except ValueError:
         return ToolRun(tool="ruff", status="error", summary=_tail(err or out), duration_s=took)
     findings = [
-        Finding(
+        CheckFinding(
             tool="ruff",
             severity=_ruff_severity(item.get("code")),
             path=_relative(tree, item.get("filename", "")),
@@ -234,7 +188,7 @@ async def _bandit(tree: Path, files: list[str]) -> ToolRun:
         if item.get("test_id") == "B101" and _is_test_file(path):
             continue  # assert is how tests check things
         findings.append(
-            Finding(
+            CheckFinding(
                 tool="bandit",
                 severity={"HIGH": "error", "MEDIUM": "warning"}.get(
                     item.get("issue_severity", ""), "info"
@@ -247,7 +201,7 @@ async def _bandit(tree: Path, files: list[str]) -> ToolRun:
         )
     for item in data.get("errors", []):
         findings.append(
-            Finding(
+            CheckFinding(
                 tool="bandit",
                 severity="error",
                 path=_relative(tree, item.get("filename", "")),
@@ -271,54 +225,34 @@ def _is_test_file(path: str) -> bool:
 
 # --- secrets -----------------------------------------------------------------
 
-# What each pattern finds is named; the matched text itself is never reported.
-SECRET_PATTERNS: list[tuple[str, Severity, re.Pattern[str]]] = [
-    *((kind, "error", pattern) for kind, pattern in KEY_PATTERNS),  # the commit-time scan's
-    (
-        "hard-coded credential",
-        "warning",
-        re.compile(
-            r"(?i)\b(?:password|passwd|secret|api_?key|access_?token|auth_?token)\b"
-            r"\s*[:=]\s*['\"][^'\"\s]{12,}['\"]"
-        ),
-    ),
-]
 
-
-async def _secret_scan(tree: Path, files: list[str], known: list[str]) -> ToolRun:
+async def _secret_scan(tree: Path, files: list[str]) -> ToolRun:
     started = time.perf_counter()
-    findings = await asyncio.to_thread(scan_secrets, tree, files, known)
+    findings = await asyncio.to_thread(scan_secrets, tree, files)
     took = round(time.perf_counter() - started, 3)
     return _finish("secrets", findings, f"{len(files)} file(s)", took)
 
 
-def scan_secrets(tree: Path, files: list[str], known: list[str]) -> list[Finding]:
-    """Secrets in the changed files: known patterns, and any of `known` (this run's own)."""
+def scan_secrets(tree: Path, files: list[str]) -> list[CheckFinding]:
+    """Secrets in the changed files: key shapes, hard-coded credentials, this run's own."""
     findings = []
     for path in files:
         try:
             data = (tree / path).read_bytes()[:MAX_SCAN_BYTES]
         except OSError:
             continue
-        text = data.decode(errors="replace")
-        for number, line in enumerate(text.splitlines(), start=1):
-            for what, severity, pattern in SECRET_PATTERNS:
-                if pattern.search(line):
-                    findings.append(_secret(path, number, what, severity))
-            if any(secret and secret in line for secret in known):
-                findings.append(_secret(path, number, "this run's own credential", "error"))
+        for found in scan_text(path, data.decode(errors="replace"), warnings=True):
+            findings.append(
+                CheckFinding(
+                    tool="secrets",
+                    severity=found.severity,
+                    path=path,
+                    line=found.line,
+                    code="secret",
+                    message=f"possible {found.kind}; remove it and rotate it if it is real",
+                )
+            )
     return findings
-
-
-def _secret(path: str, line: int, what: str, severity: Severity) -> Finding:
-    return Finding(
-        tool="secrets",
-        severity=severity,
-        path=path,
-        line=line,
-        code="secret",
-        message=f"possible {what}; remove it and rotate it if it is real",
-    )
 
 
 # --- tests -------------------------------------------------------------------
@@ -364,7 +298,7 @@ async def _pytest(tree: Path) -> ToolRun:
     code, out, err = await _run(args, tree, TEST_TIMEOUT_S)
     took = round(time.perf_counter() - started, 3)
     if code is None:
-        finding = Finding(
+        finding = CheckFinding(
             tool="pytest",
             severity="error",
             code="timeout",
@@ -381,7 +315,7 @@ async def _pytest(tree: Path) -> ToolRun:
     if code == 5:
         return ToolRun(tool="pytest", status="skipped", summary="no tests collected")
     findings = [
-        Finding(
+        CheckFinding(
             tool="pytest",
             severity="error",
             path=node.split("::", 1)[0],
@@ -392,14 +326,16 @@ async def _pytest(tree: Path) -> ToolRun:
     ]
     if not findings:
         findings.append(
-            Finding(tool="pytest", severity="error", code=f"exit-{code}", message=_tail(out + err))
+            CheckFinding(
+                tool="pytest", severity="error", code=f"exit-{code}", message=_tail(out + err)
+            )
         )
     return ToolRun(
         tool="pytest", status="failed", summary=summary, duration_s=took, findings=findings
     )
 
 
-def _finish(tool: str, findings: list[Finding], scope: str, took: float) -> ToolRun:
+def _finish(tool: str, findings: list[CheckFinding], scope: str, took: float) -> ToolRun:
     if not findings:
         return ToolRun(tool=tool, status="passed", summary=f"clean ({scope})", duration_s=took)
     return ToolRun(

@@ -5,7 +5,7 @@ issues overlap. The token reaches git only through the environment of the
 git commands that talk to the remote (`GIT_CONFIG_COUNT`/`GIT_CONFIG_KEY_0`/
 `GIT_CONFIG_VALUE_0`, an `http.<origin>/.extraHeader` scoped to the clone
 URL's host): never in the remote URL, `.git/config`, an argument list (which
-`ps` shows) or a log line, and git's own error text is scrubbed before it is
+`ps` shows) or a log line, and git's own error text is redacted before it is
 raised.
 
 Layout under the clone directory::
@@ -26,14 +26,17 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
+from tasks.common.errors import AgentmillError
 from tasks.common.git import AGENTMILL
 from tasks.common.logs import run_logger
+from tasks.common.processes import run_process
+from tasks.common.secrets import redact
 
 BRANCH_PREFIX = "agentmill/issue-"
 GIT_TIMEOUT_S = 600.0
 
 
-class GitError(RuntimeError):
+class GitError(AgentmillError, RuntimeError):
     """A git command failed; the message holds git's own words, with any secret removed."""
 
 
@@ -97,13 +100,6 @@ def _base_env() -> dict[str, str]:
     return env
 
 
-def scrub(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
 async def git(
     *args: str,
     cwd: Path,
@@ -115,26 +111,19 @@ async def git(
     """Run one git command and return (exit code, stdout); GitError if `check` and it fails."""
     env = auth.env() if auth is not None else _base_env()
     secrets = auth.secrets() if auth is not None else []
-    proc = await asyncio.create_subprocess_exec(
-        "git",
-        *args,
+    done = await run_process(
+        ["git", *args],
         cwd=cwd,
         env=env,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        stdin=stdin.encode() if stdin is not None else None,
+        timeout_s=timeout_s,
     )
-    try:
-        async with asyncio.timeout(timeout_s):
-            out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise GitError(f"git {args[0]} took longer than {timeout_s:g}s in {cwd}") from None
-    code = proc.returncode if proc.returncode is not None else -1
-    stdout = scrub(out.decode(errors="replace"), secrets)
+    if done.timed_out:
+        raise GitError(f"git {args[0]} took longer than {timeout_s:g}s in {cwd}")
+    code = done.exit_code if done.exit_code is not None else -1
+    stdout = redact(done.stdout, secrets)
     if check and code != 0:
-        stderr = scrub(err.decode(errors="replace"), secrets).strip()
+        stderr = redact(done.stderr, secrets).strip()
         raise GitError(f"git {args[0]} failed in {cwd} (exit {code}): {stderr[-2000:]}")
     return code, stdout
 
@@ -194,7 +183,7 @@ async def open_clone(clone_url: str, path: Path, auth: GitAuth, default_branch: 
         if remote.strip() != clone_url:
             raise GitError(
                 f"{path} is a clone of {remote.strip()}, not {clone_url}; pass another "
-                "--clone-dir, or remove it"
+                "clone_dir, or remove it"
             )
         await git("fetch", "--prune", "--quiet", "origin", cwd=path, auth=auth)
         log.info("fetched %s into %s", clone_url, path)
@@ -214,7 +203,7 @@ def _is_clone(path: Path) -> bool:
 def _prepare_clone_target(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and any(path.iterdir()):
-        raise GitError(f"{path} exists and is not a git clone; pass another --clone-dir")
+        raise GitError(f"{path} exists and is not a git clone; pass another clone_dir")
 
 
 async def commit_all(worktree: Path, paths: list[str], message: str) -> str | None:

@@ -1,12 +1,13 @@
 """GitHub's REST API over one pooled `httpx.AsyncClient`: issues, pull requests, labels, comments.
 
 One client per run, so every call shares a connection pool; every call has a
-timeout and its status checked. Rate limits are the one thing retried here (a
-403/429 with `x-ratelimit-remaining: 0` or `retry-after`: wait as told, within
-a bound), plus 5xx and dropped connections; other 4xx fail at once with a
-message that says what to fix. Listing issues sends `If-None-Match`, so a
-page that did not change costs a 304 (free of the rate limit) and the cached
-copy is reused; the cache can be kept on disk between scheduled runs.
+timeout and its status checked. Rate limits are waited out as told (a 403/429
+with `x-ratelimit-remaining: 0` or `retry-after`, within a bound), 5xx and
+dropped connections are retried with backoff (`tasks.common.retry`, as the
+model client does); other 4xx fail at once with a message that says what to
+fix. Listing issues sends `If-None-Match`, so a page that did not change
+costs a 304 (free of the rate limit) and the cached copy is reused; the
+cache can be kept on disk between scheduled runs.
 
 The token lives in the client's default headers and nowhere else: not in a
 URL, a log line, an exception or the ETag cache. A `Link` to another host is
@@ -21,7 +22,7 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -29,7 +30,9 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field, SecretStr
 
+from tasks.common.errors import AgentmillError
 from tasks.common.logs import run_logger
+from tasks.common.retry import Backoff, Transient, retrying
 from tasks.common.workspace import atomic_write_json
 
 DEFAULT_API_URL = "https://api.github.com"
@@ -38,7 +41,7 @@ REPO_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="next"')
 
 
-class GitHubError(RuntimeError):
+class GitHubError(AgentmillError, RuntimeError):
     """A GitHub call failed for good; the message says what to fix."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
@@ -73,8 +76,8 @@ def resolve_github(credentials_block: str | None = None) -> GitHubAuth:
         token = os.environ.get("GITHUB_TOKEN", "")
     if not token.strip():
         raise GitHubError(
-            "no GitHub token: set GITHUB_TOKEN, or pass --credentials NAME for a "
-            "GitHubCredentials block (the token needs contents, issues and pull-request access)"
+            "no GitHub token: set GITHUB_TOKEN, or name a GitHubCredentials block in the "
+            "credentials parameter (the token needs contents, issues and pull-request access)"
         )
     return GitHubAuth(token=SecretStr(token.strip()), api_url=api_url.rstrip("/"))
 
@@ -143,14 +146,12 @@ class Comment(BaseModel):
 # --- policy and cache --------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How long a rate limit may hold a run up, and how often transient faults are retried."""
-
-    max_attempts: int = 4
-    max_wait_s: float = 300.0
-    backoff_s: float = 1.0
-    timeout: httpx.Timeout = field(default_factory=lambda: httpx.Timeout(30.0, connect=10.0))
+# Rate limits are waited out as GitHub says, up to five minutes; 5xx and dropped
+# connections are retried with backoff; four attempts in all.
+GITHUB_BACKOFF = Backoff(
+    max_attempts=4, base_delay_s=1.0, max_delay_s=30.0, max_retry_after_s=300.0
+)
+GITHUB_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
 @dataclass
@@ -208,13 +209,13 @@ class GitHub:
         self,
         auth: GitHubAuth,
         *,
-        policy: RetryPolicy | None = None,
+        backoff: Backoff = GITHUB_BACKOFF,
         cache: EtagCache | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.api_url = auth.api_url.rstrip("/")
-        self.policy = policy or RetryPolicy()
+        self.backoff = backoff
         self.cache = cache or EtagCache()
         self.stats = CallStats()
         self._sleep = sleep
@@ -227,7 +228,7 @@ class GitHub:
                 "X-GitHub-Api-Version": API_VERSION,
                 "User-Agent": "agentmill",
             },
-            timeout=self.policy.timeout,
+            timeout=GITHUB_TIMEOUT,
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
             transport=transport,
             follow_redirects=False,  # a redirect could carry the token elsewhere
@@ -394,8 +395,7 @@ class GitHub:
         headers: dict[str, str] | None = None,
         what: str,
     ) -> httpx.Response:
-        policy = self.policy
-        for attempt in range(1, policy.max_attempts + 1):
+        async def attempt() -> httpx.Response:
             self.stats.requests += 1
             try:
                 response = await self._client.request(
@@ -408,42 +408,41 @@ class GitHub:
                         "not resent, as it may have been done: run again, and what was done "
                         "is found and reused"
                     ) from None
-                if attempt == policy.max_attempts:
-                    raise GitHubError(
-                        f"{what}: cannot reach {self.api_url} ({type(exc).__name__}) after "
-                        f"{attempt} attempts; check the network and GITHUB_API_URL"
-                    ) from None
-                await self._wait(policy.backoff_s * 2 ** (attempt - 1), what, "connection error")
-                continue
+                raise Transient(f"cannot reach {self.api_url} ({type(exc).__name__})") from None
             status = response.status_code
             if status < 300 or status == 304:
                 return response
             wait = _rate_limit_wait(response)
             if wait is not None:
                 self.stats.rate_limited += 1
-                if wait > policy.max_wait_s:
+                if wait > self.backoff.max_retry_after_s:
                     raise GitHubError(
                         f"{what}: GitHub's rate limit is exhausted for {wait:.0f}s more, over the "
-                        f"{policy.max_wait_s:.0f}s this run may wait; run again later",
+                        f"{self.backoff.max_retry_after_s:.0f}s this run may wait; run again later",
                         status,
                     )
-                if attempt == policy.max_attempts:
-                    raise GitHubError(
-                        f"{what}: still rate limited after {attempt} attempts; run again later",
-                        status,
-                    )
-                await self._wait(wait, what, f"rate limited ({status})")
-                continue
-            if status >= 500 and method in _IDEMPOTENT and attempt < policy.max_attempts:
-                await self._wait(policy.backoff_s * 2 ** (attempt - 1), what, f"server {status}")
-                continue
+                raise Transient(f"rate limited ({status})", retry_after_s=wait)
+            if status >= 500 and method in _IDEMPOTENT:
+                raise Transient(f"server error ({status})")
             raise GitHubError(_explain(status, what, response, self.api_url), status)
-        raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _wait(self, seconds: float, what: str, why: str) -> None:
-        run_logger("agentmill.github").warning("%s: %s; waiting %.1fs", what, why, seconds)
-        self.stats.waited_s += seconds
-        await self._sleep(seconds)
+        def exhausted(fault: Transient, attempts: int) -> GitHubError:
+            return GitHubError(
+                f"{what}: {fault.what}, still failing after {attempts} attempts; check the "
+                "network and GITHUB_API_URL, or run again later"
+            )
+
+        def waited(fault: Transient, seconds: float) -> None:
+            self.stats.waited_s += seconds
+
+        return await retrying(
+            attempt,
+            backoff=self.backoff,
+            who=what,
+            exhausted=exhausted,
+            on_retry=waited,
+            sleep=self._sleep,
+        )
 
 
 _IDEMPOTENT = {"GET", "HEAD", "PUT", "PATCH", "DELETE"}

@@ -25,7 +25,14 @@ import re
 from typing import Any
 
 from tasks.agents.prompts import BRIEF_PATH
-from tasks.model.reading import first_look, listing_of, pick_reads
+from tasks.agents.scripted import (
+    first_look,
+    listing_of,
+    not_an_agent,
+    pick_reads,
+    reply_with,
+    turn_of,
+)
 
 OFFLINE_CODE_NOTICE = "Placeholder written by agentmill's offline model, not a real change."
 SLOPPY_DIRECTIVE = "[offline: sloppy]"
@@ -37,8 +44,13 @@ _PENALTY = {"error": 30, "warning": 10, "info": 2}
 FILES_READ = 3  # files of the repository each issue agent reads before it answers
 
 
-def is_issue_role(role: str) -> bool:
-    return role.startswith("ISSUE_")
+def issue_reply(request: dict[str, Any]) -> dict[str, Any]:
+    """The assistant message the offline model sends for one request of the issue team."""
+    turn = turn_of(request)
+    if turn is None:
+        return not_an_agent(request)
+    calls = issue_turn(turn.role, turn.deps, turn.step, turn.messages)
+    return reply_with(request, turn, f"{turn.role}, step {turn.step}.", calls)
 
 
 def issue_turn(

@@ -12,10 +12,10 @@ import asyncio
 
 from pydantic import BaseModel, Field
 
-from tasks.agents.task import AgentOutput
-from tasks.issues.checks import ChecksReport, Finding
+from tasks.agents.output import AgentOutput
+from tasks.issues.checks import CheckFinding, ChecksReport
 from tasks.issues.github import GitHub, Issue, PullRequest
-from tasks.issues.team import Plan, Triage, Verdict
+from tasks.issues.team import IssuePlan, Triage, Verdict
 
 MAX_FINDINGS_LISTED = 40
 MAX_BODY_CHARS = 60_000  # GitHub refuses bodies over 65,536 characters
@@ -65,7 +65,7 @@ def pr_title(issue: Issue) -> str:
 def pr_body(
     issue: Issue,
     triage: Triage,
-    plan: Plan,
+    plan: IssuePlan,
     code: list[AgentOutput],
     review: ReviewOutcome,
     provider: str,
@@ -140,7 +140,7 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")[:300]
 
 
-def _finding_line(f: Finding) -> str:
+def _finding_line(f: CheckFinding) -> str:
     where = f"`{f.path}:{f.line}`" if f.path else ""
     return f"- {f.severity} · {f.tool} {f.code} {where} {_cell(f.message)}".replace("  ", " ")
 

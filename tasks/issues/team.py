@@ -14,7 +14,10 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from blocks.team import DEFAULT_TIER_MODELS, DEFAULT_TIER_TIMEOUTS_S, Role
-from tasks.agents.task import AgentOutput, AgentSettings
+from tasks.agents.graph import CycleError, topological_order
+from tasks.agents.job import AgentSettings
+from tasks.agents.output import AgentOutput
+from tasks.common.errors import AgentmillError
 from tasks.issues.github import Issue
 
 MAX_ISSUE_CHARS = 20_000
@@ -84,7 +87,7 @@ REVIEW_SCHEMA: dict[str, Any] = {
 }
 
 
-class ResultError(ValueError):
+class ResultError(AgentmillError, ValueError):
     """An agent's structured result does not make sense; the message names the agent."""
 
 
@@ -109,16 +112,14 @@ class Subtask(BaseModel):
     depends_on: list[int] = Field(default_factory=list)
     files: list[str] = Field(default_factory=list)
 
-    @property
-    def role_id(self) -> str:
-        return code_role_id(self.id)
 
+class IssuePlan(BaseModel):
+    """The coordinator's split of an issue into subtasks: a small DAG."""
 
-class Plan(BaseModel):
     subtasks: list[Subtask] = Field(min_length=1, max_length=MAX_SUBTASKS)
 
     @model_validator(mode="after")
-    def _a_dag(self) -> Plan:
+    def _a_dag(self) -> IssuePlan:
         ids = [s.id for s in self.subtasks]
         if len(set(ids)) != len(ids):
             raise ValueError(f"subtask ids repeat: {ids}")
@@ -132,26 +133,17 @@ class Plan(BaseModel):
     def order(self) -> list[Subtask]:
         """Subtasks with each after its dependencies (a cycle is an error naming them)."""
         by_id = {s.id: s for s in self.subtasks}
-        done: list[int] = []
-        pending = sorted(by_id)
-        while pending:
-            ready = [i for i in pending if all(d in done for d in by_id[i].depends_on)]
-            if not ready:
-                raise ValueError(f"subtasks {pending} depend on each other in a cycle")
-            done += ready
-            pending = [i for i in pending if i not in ready]
-        return [by_id[i] for i in done]
-
-    def ancestors(self, subtask_id: int) -> set[int]:
-        by_id = {s.id: s for s in self.subtasks}
-        seen: set[int] = set()
-        stack = list(by_id[subtask_id].depends_on)
-        while stack:
-            current = stack.pop()
-            if current not in seen:
-                seen.add(current)
-                stack.extend(by_id[current].depends_on)
-        return seen
+        deps = {
+            str(s.id): [str(d) for d in s.depends_on]
+            for s in sorted(self.subtasks, key=lambda s: s.id)
+        }
+        try:
+            order = topological_order(deps)
+        except CycleError as exc:
+            raise ValueError(
+                f"subtasks {' -> '.join(exc.cycle)} depend on each other in a cycle"
+            ) from None
+        return [by_id[int(i)] for i in order]
 
 
 class Verdict(BaseModel):
@@ -173,7 +165,8 @@ def parse_result(model: type[M], output: AgentOutput) -> M:
             f"{'.'.join(str(p) for p in e['loc']) or 'result'}: {e['msg']}" for e in exc.errors()
         )
         raise ResultError(
-            f"agent {output.role} returned an unusable {model.__name__.lower()}: {problems}"
+            f"agent {output.role} returned an unusable "
+            f"{model.__name__.removeprefix('Issue').lower()}: {problems}"
         ) from exc
 
 

@@ -14,10 +14,12 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-from tasks.model.client import PRICES, ModelRequest
+from tasks.common.errors import AgentmillError
+from tasks.model.pricing import PRICES
+from tasks.model.stream import ModelRequest
 
 
-class BudgetExhausted(RuntimeError):
+class BudgetExhausted(AgentmillError, RuntimeError):
     """The next model call could cross the run's budget; nothing past it was sent."""
 
     def __init__(self, message: str, spent: float, limit: float) -> None:
@@ -45,7 +47,7 @@ class Budget:
             raise BudgetExhausted(
                 f"budget of ${self.limit_usd:.4f} reached: spent ${self.spent_usd:.4f}, "
                 f"${self.remaining_usd:.4f} remains, and the next call ({who}, up to "
-                f"${estimate:.4f}) could cross it; rerun with a larger --budget-usd to "
+                f"${estimate:.4f}) could cross it; rerun with a larger budget_usd to "
                 "continue from the cache",
                 spent=self.spent_usd,
                 limit=self.limit_usd,

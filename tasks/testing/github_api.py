@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -21,11 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tasks.testing.loopback import LoopbackServer
 
 
 @dataclass
@@ -62,8 +61,10 @@ class FakeRepo:
     next_number: int = 1
 
 
-class FakeGitHub:
+class FakeGitHub(LoopbackServer):
     """Start with `with FakeGitHub(token) as gh:`; `gh.api_url` is the API base URL."""
+
+    name = "fake GitHub API"
 
     def __init__(self, token: str, page_size: int = 2) -> None:
         self.token = token
@@ -77,10 +78,8 @@ class FakeGitHub:
         self.label_calls: list[tuple[int, list[str]]] = []
         self.patches: list[int] = []
         self._lock = threading.Lock()
-        self.port = _free_port()
-        self.api_url = f"http://127.0.0.1:{self.port}"
-        app = Starlette(
-            routes=[
+        super().__init__(
+            [
                 Route("/repos/{owner}/{name}", self._repo),
                 Route("/repos/{owner}/{name}/issues", self._issues),
                 Route("/repos/{owner}/{name}/pulls", self._pulls, methods=["GET", "POST"]),
@@ -97,11 +96,7 @@ class FakeGitHub:
                 ),
             ]
         )
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self.api_url = self.base_url
 
     # -- setup -------------------------------------------------------------------
 
@@ -140,21 +135,6 @@ class FakeGitHub:
 
     def labels_of(self, full_name: str, number: int) -> list[str]:
         return [label["name"] for label in self.repos[full_name].issues[number]["labels"]]
-
-    def __enter__(self) -> FakeGitHub:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the fake GitHub API did not start within 10s")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-
-    # -- endpoints ---------------------------------------------------------------
 
     def _record(self, request: Request, status: int) -> None:
         with self._lock:
@@ -336,9 +316,3 @@ class FakeGitHub:
         }
         comments.append(comment)
         return self._answer(request, 201, comment)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

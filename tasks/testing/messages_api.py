@@ -1,9 +1,10 @@
 """A fake Anthropic Messages API on loopback: real HTTP (uvicorn), real SSE framing.
 
-By default it answers like the offline model (the same script), so a build
-against it behaves like an offline build but goes over the network through
-the SDK's real transport. Tests inject faults, replace the script, add
-latency, and read back every request it saw.
+By default it answers like the offline model (the same scripts, build_app's
+team's and the issue team's), so a run against it behaves like an offline
+run but goes over the network through the SDK's real transport. Tests
+inject faults, replace the script, add latency, and read back every request
+it saw.
 
 The benchmark harness shares one fake between runs: a base URL of
 `{base_url}/runs/{tag}` tags each request with its run, and the fake keeps,
@@ -16,22 +17,21 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from tasks.model.offline import scripted_reply
+from tasks.build.offline_script import build_reply
+from tasks.issues.offline_script import issue_reply
 from tasks.model.wire import SSE_CONTENT_TYPE, error_json, error_sse, message_json, message_sse
+from tasks.testing.loopback import LoopbackServer
 
 Script = Callable[[dict[str, Any]], dict[str, Any]]
 Latency = Callable[[dict[str, Any]], float]
@@ -83,6 +83,12 @@ class SeenRequest:
     output_tokens: int = 0
 
 
+def team_reply(body: dict[str, Any]) -> dict[str, Any]:
+    """The offline model's answer for either team: the issue team's roles are ISSUE_*."""
+    role = role_of(body) or ""
+    return issue_reply(body) if role.startswith("ISSUE_") else build_reply(body)
+
+
 def tier_of(model: str) -> str:
     """The tier a model id belongs to ("opus", "sonnet", "haiku"), else "other"."""
     return next((t for t in ("opus", "sonnet", "haiku") if t in model), "other")
@@ -101,10 +107,12 @@ def role_of(body: dict[str, Any]) -> str | None:
     return match.group(1) if match else None
 
 
-class FakeMessagesAPI:
+class FakeMessagesAPI(LoopbackServer):
     """Start with `with FakeMessagesAPI() as api:`; `api.base_url` goes to the SDK."""
 
-    def __init__(self, script: Script = scripted_reply, latency: Latency | None = None) -> None:
+    name = "fake Messages API"
+
+    def __init__(self, script: Script = team_reply, latency: Latency | None = None) -> None:
         self.script = script
         self.latency = latency
         self.requests: list[SeenRequest] = []
@@ -115,19 +123,12 @@ class FakeMessagesAPI:
         self.max_in_flight = 0
         self.in_flight_by_tier: Counter[tuple[str | None, str]] = Counter()
         self.max_in_flight_by_tier: Counter[tuple[str | None, str]] = Counter()
-        self.port = _free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        app = Starlette(
-            routes=[
+        super().__init__(
+            [
                 Route("/v1/messages", self._messages, methods=["POST"]),
                 Route("/runs/{tag}/v1/messages", self._messages, methods=["POST"]),
             ]
         )
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     # -- control -------------------------------------------------------------
 
@@ -162,19 +163,6 @@ class FakeMessagesAPI:
     def delay_for(self, body: dict[str, Any], tag: str | None) -> float:
         """Seconds to hold this reply; subclasses decide per tag (the benchmark does)."""
         return self.latency(body) if self.latency else 0.0
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the fake Messages API did not start within 10s")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
 
     # -- the endpoint ----------------------------------------------------------
 
@@ -272,9 +260,3 @@ def _error(status: int, message: str) -> Response:
         status_code=status,
         media_type="application/json",
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

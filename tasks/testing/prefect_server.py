@@ -1,4 +1,4 @@
-"""A private `prefect server start` for the benchmark, in its own process and PREFECT_HOME.
+"""A private `prefect server start` for tests and the benchmark, in its own process and home.
 
 Its own process keeps the server's memory and CPU out of the flow process's
 figures (the server's peak RSS is reported on its own); its own home means a
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,8 @@ import time
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+
+from tasks.testing.loopback import free_port
 
 # Server services, by the name of their PREFECT_SERVER_SERVICES_<NAME>_ENABLED setting.
 ALL_SERVICES = (
@@ -35,22 +36,7 @@ ALL_SERVICES = (
 # nothing waits on automations, and the task-run recorder and event persister
 # are the SQLite writers that make concurrent flow-run creation fail with
 # "database is locked" (see shared notes). Task runs then do not show in the UI.
-QUIET_OFF = (
-    "CANCELLATION_CLEANUP",
-    "EVENT_PERSISTER",
-    "FOREMAN",
-    "LATE_RUNS",
-    "SCHEDULER",
-    "PAUSE_EXPIRATIONS",
-    "TASK_RUN_RECORDER",
-    "TRIGGERS",
-)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+QUIET_OFF = tuple(s for s in ALL_SERVICES if s not in ("REPOSSESSOR", "CLEANUP_RECONCILER"))
 
 
 def quiet_env() -> dict[str, str]:

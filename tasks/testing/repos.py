@@ -12,6 +12,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+# The agentmill checkout these modules live in: the cwd of `python -m flows...` in tests.
+CHECKOUT = Path(__file__).resolve().parents[2]
 # A PNG header and a few bytes: NUL bytes, not UTF-8.
 BINARY = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\xff\xfe\x00"
 DEEP_FILE = "reports/formats/tabular/widths/columns.py"
@@ -87,9 +89,13 @@ PROJECT: dict[str, str | bytes] = {
 
 
 def git(cwd: Path, *args: str) -> str:
-    """Run git in `cwd` and return its stdout, stripped; raises on failure."""
+    """Run git in `cwd` as a test's own user and return its stdout, stripped; raises on failure."""
     return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+        ["git", "-c", "user.name=dev", "-c", "user.email=dev@example.com", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
 
 
@@ -117,7 +123,7 @@ def init_repo(
     write_project(root, extra)
     git(root, "init", "-q", "-b", branch)
     git(root, "add", ".")
-    git(root, "-c", "user.name=dev", "-c", "user.email=dev@example.com", "commit", "-qm", "project")
+    git(root, "commit", "-qm", "project")
     return root
 
 

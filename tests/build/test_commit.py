@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,18 +13,13 @@ from prefect.client.orchestration import get_client
 
 from blocks.team import AgentTeam, Role
 from flows.build_app import build_app
+from tasks.build.offline_script import REQUESTS_PER_AGENT as PER_AGENT
+from tasks.build.offline_script import build_reply
 from tasks.common.workspace import PathRejected, apply_files
-from tasks.model.offline import REQUESTS_PER_AGENT as PER_AGENT
-from tasks.model.offline import scripted_reply
 from tasks.testing.messages_api import FakeMessagesAPI, role_of
+from tasks.testing.repos import git
 
 KEY = "sk-ant-api03-LEAKCHECK-7f3e9a1b2c4d5e6f-secret"
-
-
-def git(workdir: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=workdir, check=True, capture_output=True, text=True
-    ).stdout
 
 
 @pytest.mark.parametrize(
@@ -97,7 +91,7 @@ def test_a_symlink_escape_from_an_agent_lands_nothing_of_its_phase(
     )
 
     def script(body: dict[str, Any]) -> dict[str, Any]:
-        reply = scripted_reply(body)
+        reply = build_reply(body)
         if role_of(body) == "SNEAKY":
             for block in reply["content"]:
                 if block.get("name") == "write_file":

@@ -8,7 +8,6 @@ that must not be retried (400, 401), counting the requests the fake saw.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +15,16 @@ import pytest
 from pydantic import SecretStr
 
 from blocks.team import default_team
-from tasks.agents.task import AgentJob, AgentSettings, run_tool_loop
+from tasks.agents.job import AgentJob, AgentSettings
+from tasks.agents.loop import run_tool_loop
+from tasks.build.offline_script import REQUESTS_PER_AGENT as PER_AGENT
 from tasks.common.git import EMPTY_TREE
-from tasks.model.client import Endpoint, ModelCallError, RetryPolicy, use_endpoint
-from tasks.model.offline import REQUESTS_PER_AGENT as PER_AGENT
+from tasks.common.retry import Backoff
+from tasks.model.endpoint import Endpoint, ModelCallError, use_endpoint
 from tasks.testing.messages_api import FakeMessagesAPI, Fault
 
 KEY = "sk-ant-api03-TESTKEY-do-not-log-0123456789abcdef"
-FAST = RetryPolicy(max_attempts=4, base_delay_s=0.05, max_delay_s=0.2)
-
-
-@pytest.fixture
-def api() -> Iterator[FakeMessagesAPI]:
-    with FakeMessagesAPI() as fake:
-        yield fake
+FAST = Backoff(max_attempts=4, base_delay_s=0.05, max_delay_s=0.2)
 
 
 def job_for(role_id: str, tmp_path: Path, idea: str = "a todo app") -> AgentJob:
@@ -44,10 +39,10 @@ def job_for(role_id: str, tmp_path: Path, idea: str = "a todo app") -> AgentJob:
     )
 
 
-async def run(api: FakeMessagesAPI, job: AgentJob, policy: RetryPolicy = FAST) -> Any:
+async def run(api: FakeMessagesAPI, job: AgentJob, backoff: Backoff = FAST) -> Any:
     endpoint = Endpoint("anthropic", base_url=api.base_url, api_key=SecretStr(KEY))
     with use_endpoint(endpoint):
-        return await run_tool_loop(job, policy)
+        return await run_tool_loop(job, backoff)
 
 
 async def test_streamed_tool_loop_over_http(api: FakeMessagesAPI, tmp_path: Path) -> None:
@@ -132,7 +127,7 @@ async def test_401_says_to_fix_the_key_and_does_not_echo_it(
 async def test_a_bad_path_from_the_model_is_refused_to_it(
     api: FakeMessagesAPI, tmp_path: Path
 ) -> None:
-    from tasks.model.offline import scripted_reply
+    from tasks.build.offline_script import build_reply as scripted_reply
 
     def script(body: dict[str, Any]) -> dict[str, Any]:
         reply = scripted_reply(body)
@@ -152,7 +147,10 @@ def test_the_offline_transport_speaks_json_too() -> None:
     """Non-streamed requests get a JSON Message, as the real API does."""
     import httpx2
 
-    from tasks.model.offline import handle
+    from tasks.build.offline_script import build_reply
+    from tasks.model.offline import handler
+
+    handle = handler(build_reply)
 
     body = {
         "model": "claude-haiku-5-5",

@@ -36,19 +36,13 @@ from tasks.issues.github import GitHubError
 from tasks.issues.pull_request import DONE_LABEL, comment_marker
 from tasks.issues.report import IssuesSummary
 from tasks.testing.github_api import FakeGitHub, Held
-from tasks.testing.repos import init_repo
+from tasks.testing.repos import CHECKOUT, git, init_repo
 
 TOKEN = "ghp_E2ELEAKCHECK0123456789abcdefABCDEF0123"
 BASIC = base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
 REPO = "acme/widgets"
 FINISHED = re.compile(r"^issue #\d+ (opened|updated|skipped|unchanged|failed) \(")
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.strip()
+ROOT = CHECKOUT
 
 
 def make_remote(base: Path) -> Path:

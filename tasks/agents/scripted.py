@@ -1,17 +1,20 @@
-"""How the offline scripts read a conversation: what was listed, read and returned.
+"""Playing an agent offline: who is asked, what it has seen, and how it answers.
 
 Both offline scripts (build_app's team and the issue team) behave like a
 careful agent: list the tree, read the brief and each dependency's output,
-then read several files before writing. These helpers find those answers in
-the request's messages, so every reply follows from the request alone.
+then read several files before writing. These helpers parse agentmill's
+pointer message, find those answers in the request's messages, and wrap
+tool calls in a reply, so every reply follows from the request alone.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
-from tasks.agents.prompts import BRIEF_PATH
+from tasks.agents.prompts import BRIEF_PATH, parse_pointer
+from tasks.model import offline
 
 
 def first_look(deps: list[str]) -> list[tuple[str, dict[str, Any]]]:
@@ -79,14 +82,8 @@ def result_for(messages: list[dict[str, Any]], tool_use_id: str) -> str:
             continue
         for block in content:
             if isinstance(block, dict) and block.get("tool_use_id") == tool_use_id:
-                return text_of(block.get("content", ""))
+                return offline.text_of(block.get("content", ""))
     return ""
-
-
-def text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(b.get("text", "") for b in content if isinstance(b, dict))
 
 
 def all_results(messages: list[dict[str, Any]]) -> list[str]:
@@ -97,8 +94,44 @@ def all_results(messages: list[dict[str, Any]]) -> list[str]:
         if message.get("role") != "user" or not isinstance(content, list):
             continue
         out += [
-            text_of(block.get("content", ""))
+            offline.text_of(block.get("content", ""))
             for block in content
             if isinstance(block, dict) and block.get("type") == "tool_result"
         ]
     return out
+
+
+@dataclass(frozen=True)
+class Turn:
+    """Where a scripted agent is: its role, its dependencies, how many replies it sent."""
+
+    role: str
+    deps: list[str]
+    step: int
+    messages: list[dict[str, Any]]
+
+
+def turn_of(request: dict[str, Any]) -> Turn | None:
+    """The agent this request comes from, or None if it is not agentmill's pointer message."""
+    messages = request["messages"]
+    pointer = parse_pointer(offline.text_of(messages[0]["content"]))
+    if pointer is None:
+        return None
+    role, deps = pointer
+    step = sum(1 for m in messages if m["role"] == "assistant")
+    return Turn(role=role, deps=deps, step=step, messages=messages)
+
+
+def reply_with(
+    request: dict[str, Any], turn: Turn, text: str, calls: list[tuple[str, dict[str, Any]]]
+) -> dict[str, Any]:
+    """An assistant message: a line of text, then the tool calls, as Claude replies."""
+    content: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    content += [offline.tool_use(turn.role, turn.step, i, n, a) for i, (n, a) in enumerate(calls)]
+    return offline.message(request, content, "tool_use")
+
+
+def not_an_agent(request: dict[str, Any]) -> dict[str, Any]:
+    """The reply to a request that is not an agentmill agent's: say so and stop."""
+    text = "Offline model: I only follow agentmill's pointer message."
+    return offline.message(request, [{"type": "text", "text": text}], "end_turn")

@@ -21,7 +21,7 @@ from benchmarks.latency import TierLatency
 from benchmarks.run import Options, run_benchmark
 from benchmarks.teams import generated_team, team_shape
 from blocks.team import default_team
-from tasks.model.offline import REQUESTS_PER_AGENT as PER_AGENT
+from tasks.build.offline_script import REQUESTS_PER_AGENT as PER_AGENT
 
 REQUIRED_KEYS = {
     "date",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from blocks.team import AgentTeam, Role, default_team
-from tasks.agents.task import pointer_tokens
+from tasks.agents.loop import pointer_tokens
 from tasks.build.planning import PlanError, plan_phases
 
 

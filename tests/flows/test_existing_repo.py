@@ -22,10 +22,10 @@ import pytest
 from blocks.team import AgentTeam, Role
 from flows.build_app import build_app
 from flows.process_issues import process_issues
+from tasks.agents.scripted import files_read, first_look, listing_of
 from tasks.agents.tools import AgentView, call_tool
+from tasks.build.offline_script import REQUESTS_PER_AGENT, build_reply
 from tasks.common.git import list_tree, open_repo, tree_of
-from tasks.model.offline import REQUESTS_PER_AGENT, scripted_reply
-from tasks.model.reading import files_read, first_look, listing_of
 from tasks.testing.github_api import FakeGitHub
 from tasks.testing.messages_api import FakeMessagesAPI, role_of, step_of
 from tasks.testing.repos import (
@@ -119,10 +119,10 @@ def claude_like(body: dict[str, Any]) -> dict[str, Any]:
     read, plus the new function) and a test into the test file it read.
     """
     if role_of(body) != "DEV":
-        return scripted_reply(body)
+        return build_reply(body)
     messages = body["messages"]
     step = step_of(body)
-    reply = scripted_reply(body)  # for its envelope (id, usage, model)
+    reply = build_reply(body)  # for its envelope (id, usage, model)
 
     def calls(*uses: tuple[str, dict[str, Any]]) -> dict[str, Any]:
         reply["content"] = [{"type": "text", "text": f"DEV step {step}"}] + [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tasks.common.secrets import scanning_for
 from tasks.issues.checks import check_tree, has_tests
 
 GH_TOKEN = "ghp_" + "A1b2C3d4" * 5
@@ -27,7 +28,8 @@ async def test_findings_of_every_tool_are_reported_and_redacted(tmp_path: Path) 
             "tests/test_pkg.py": f'def test_token() -> None:\n    assert "{GH_TOKEN}" == "x"\n',
         },
     )
-    report = await check_tree(tmp_path, changed, known_secrets=[RUN_TOKEN])
+    with scanning_for([RUN_TOKEN]):
+        report = await check_tree(tmp_path, changed)
     tools = {t.tool: t for t in report.tools}
     assert [t.tool for t in report.tools] == ["ruff", "bandit", "secrets", "pytest"]
 

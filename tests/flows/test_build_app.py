@@ -13,17 +13,12 @@ import pytest
 
 from blocks.team import AgentTeam, default_team
 from flows.build_app import BuildResult, build_app
+from tasks.build.offline_script import REQUESTS_PER_AGENT as PER_AGENT
 from tasks.build.planning import PlanError, plan_phases
 from tasks.common.workspace import WorkspaceBusy, workspace_lock
-from tasks.model.offline import REQUESTS_PER_AGENT as PER_AGENT
+from tasks.testing.repos import CHECKOUT, git
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def git(workdir: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=workdir, check=True, capture_output=True, text=True
-    ).stdout.strip()
+ROOT = CHECKOUT
 
 
 def trailers(workdir: Path, sha: str) -> list[str]:

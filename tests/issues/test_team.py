@@ -7,15 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from tasks.agents.errors import ToolError
+from tasks.agents.output import AgentOutput
 from tasks.agents.prompts import TOOLS, tools_for
-from tasks.agents.task import AgentOutput
-from tasks.agents.tools import AgentView, Submission, ToolError, call_tool
+from tasks.agents.tools import AgentView, Submission, call_tool
 from tasks.common.git import EMPTY_TREE
 from tasks.issues.offline_script import plan_of, triage_of
 from tasks.issues.team import (
     PLAN_SCHEMA,
     TRIAGE_SCHEMA,
-    Plan,
+    IssuePlan,
     ResultError,
     Triage,
     parse_result,
@@ -80,12 +81,12 @@ def test_a_plan_is_a_dag_of_known_subtasks() -> None:
     def sub(i: int, deps: list[int]) -> dict[str, object]:
         return {"id": i, "title": f"t{i}", "description": "d", "depends_on": deps}
 
-    plan = parse_result(Plan, output([sub(2, [1]), sub(1, []), sub(3, [])]))
-    assert [s.id for s in plan.order()] == [1, 3, 2]
+    plan = parse_result(IssuePlan, output([sub(2, [1]), sub(1, []), sub(3, [])]))
+    assert [s.id for s in plan.order()] == [1, 2, 3]  # dependencies first, else by id
     with pytest.raises(ResultError, match=r"ISSUE_COORDINATOR returned an unusable plan.*cycle"):
-        parse_result(Plan, output([sub(1, [2]), sub(2, [1])]))
+        parse_result(IssuePlan, output([sub(1, [2]), sub(2, [1])]))
     with pytest.raises(ResultError, match="depends on unknown or itself"):
-        parse_result(Plan, output([sub(1, [9])]))
+        parse_result(IssuePlan, output([sub(1, [9])]))
 
 
 def test_the_offline_script_is_deterministic_and_follows_the_issue() -> None:
@@ -93,11 +94,11 @@ def test_the_offline_script_is_deterministic_and_follows_the_issue() -> None:
     triage = Triage.model_validate(triage_of(idea))
     assert (triage.type, triage.priority, triage.complexity) == ("bug", "high", "medium")
     assert triage.issue_labels() == ["type:bug", "priority:high", "complexity:medium"]
-    plan = Plan.model_validate(plan_of(idea))
+    plan = IssuePlan.model_validate(plan_of(idea))
     assert [(s.title, s.depends_on) for s in plan.subtasks] == [
         ("Guard the write", []),
         ("then add a test", [1]),
     ]
     assert plan_of(idea) == plan_of(idea)
-    single = Plan.model_validate(plan_of("GitHub issue a/b#5: Add dark mode\n\nPlease."))
+    single = IssuePlan.model_validate(plan_of("GitHub issue a/b#5: Add dark mode\n\nPlease."))
     assert [s.title for s in single.subtasks] == ["Add dark mode"]

@@ -29,10 +29,11 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from tasks.testing.prefect_api import agentmill_events, stop
 from tasks.testing.prefect_server import PrefectServer
+from tasks.testing.repos import CHECKOUT
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = CHECKOUT
 DUMMY_KEY = "sk-ant-api03-DEPLOYTEST-0000000000000000000000"
 DUMMY_TOKEN = "ghp_DEPLOYTEST000000000000000000000000000"
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,23 +11,17 @@ from pydantic import SecretStr
 
 from blocks.team import default_team
 from flows.build_app import build_app, main
-from tasks.agents.task import AgentError, AgentJob, AgentSettings, run_tool_loop
-from tasks.agents.tools import AgentView, Limits, Submission, ToolError, call_tool
+from tasks.agents.errors import AgentError, ToolError
+from tasks.agents.job import AgentJob, AgentSettings
+from tasks.agents.loop import run_tool_loop
+from tasks.agents.tools import AgentView, Limits, Submission, call_tool
+from tasks.build.offline_script import build_reply
 from tasks.common.git import EMPTY_TREE, RepoStateError
+from tasks.common.retry import Backoff
 from tasks.common.workspace import WorkdirError
-from tasks.model.client import Endpoint, RetryPolicy, use_endpoint
-from tasks.model.offline import scripted_reply
+from tasks.model.endpoint import Endpoint, use_endpoint
 from tasks.testing.messages_api import FakeMessagesAPI
-
-
-def git(workdir: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-        cwd=workdir,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+from tasks.testing.repos import git
 
 
 @pytest.mark.parametrize(
@@ -160,12 +152,6 @@ def test_unknown_tools_empty_submits_and_non_objects(view: AgentView) -> None:
     assert isinstance(done, Submission) and done.decisions == ["d"]
 
 
-@pytest.fixture
-def api() -> Iterator[FakeMessagesAPI]:
-    with FakeMessagesAPI() as fake:
-        yield fake
-
-
 async def _run_pm(api: FakeMessagesAPI, tmp_path: Path, max_turns: int = 4) -> Any:
     role = next(r for r in default_team().roles if r.id == "PM")
     job = AgentJob(
@@ -178,14 +164,14 @@ async def _run_pm(api: FakeMessagesAPI, tmp_path: Path, max_turns: int = 4) -> A
     )
     endpoint = Endpoint("anthropic", base_url=api.base_url, api_key=SecretStr("sk-test"))
     with use_endpoint(endpoint):
-        return await run_tool_loop(job, RetryPolicy(max_attempts=2, base_delay_s=0.01))
+        return await run_tool_loop(job, Backoff(max_attempts=2, base_delay_s=0.01))
 
 
 async def test_an_agent_that_never_submits_fails_with_its_name(
     api: FakeMessagesAPI, tmp_path: Path
 ) -> None:
     def chatter(body: dict[str, Any]) -> dict[str, Any]:
-        reply = scripted_reply(body)
+        reply = build_reply(body)
         reply["content"] = [{"type": "text", "text": "Let me think about it some more."}]
         reply["stop_reason"] = "end_turn"
         return reply
@@ -200,7 +186,7 @@ async def test_an_agent_that_submits_nothing_fails_with_the_reason(
     api: FakeMessagesAPI, tmp_path: Path
 ) -> None:
     def empty_submit(body: dict[str, Any]) -> dict[str, Any]:
-        reply = scripted_reply(body)
+        reply = build_reply(body)
         for block in reply["content"]:
             if block.get("name") == "submit":
                 block["input"] = {"summary": ""}

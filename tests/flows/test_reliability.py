@@ -21,30 +21,17 @@ import pytest
 
 from blocks.team import AgentTeam, Role, default_team
 from flows.build_app import build_app
+from tasks.build.offline_script import REQUESTS_PER_AGENT as PER_AGENT
+from tasks.build.offline_script import build_reply
 from tasks.build.planning import plan_phases
+from tasks.common.retry import Backoff
 from tasks.common.workspace import STORE_DIR, WorkspaceBusy, workspace_lock
 from tasks.model.budget import BudgetExhausted
-from tasks.model.client import RetryPolicy
-from tasks.model.offline import REQUESTS_PER_AGENT as PER_AGENT
-from tasks.model.offline import scripted_reply
 from tasks.testing.messages_api import FakeMessagesAPI, Fault, role_of
+from tasks.testing.repos import CHECKOUT, git
 
-ROOT = Path(__file__).resolve().parents[1]
-ATTEMPTS = RetryPolicy().max_attempts
-
-
-def git(workdir: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=workdir, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
-@pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch) -> Any:
-    with FakeMessagesAPI() as fake:
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-reliability")
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.base_url)
-        yield fake
+ROOT = CHECKOUT
+ATTEMPTS = Backoff().max_attempts
 
 
 def report_line(capsys: pytest.CaptureFixture[str], text: str) -> None:
@@ -275,7 +262,7 @@ def test_a_key_shaped_string_blocks_its_phase_and_names_file_and_line(
     leaked = "sk-ant-api03-" + "Q" * 48
 
     def leaky(body: dict[str, Any]) -> dict[str, Any]:
-        reply = scripted_reply(body)
+        reply = build_reply(body)
         if role_of(body) == "SECOND":
             for block in reply["content"]:
                 if block.get("name") == "write_file":
@@ -311,7 +298,7 @@ def test_the_budget_stops_before_the_call_that_could_cross_it_and_a_rerun_contin
         build_app(idea=unique_idea, workdir=str(workdir), team=team, budget_usd=0.12)
     message = str(info.value)
     assert "stopped: the budget of $0.1200 is spent" in message and "remains" in message
-    assert "phases committed: planning" in message and "larger --budget-usd" in message
+    assert "phases committed: planning" in message and "larger budget_usd" in message
     assert 0 < info.value.spent < 0.12
     assert api.requests_by_role() == Counter({"FIRST": PER_AGENT})
     assert git(workdir, "log", "--format=%s").splitlines() == [

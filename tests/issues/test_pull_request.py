@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-from tasks.agents.task import AgentOutput
-from tasks.issues.checks import ChecksReport, Finding, ToolRun
+from tasks.agents.output import AgentOutput
+from tasks.issues.checks import CheckFinding, ChecksReport, ToolRun
 from tasks.issues.github import GitHub, GitHubAuth, Issue
 from tasks.issues.pull_request import (
     ReviewOutcome,
@@ -15,7 +15,7 @@ from tasks.issues.pull_request import (
     open_or_update,
     pr_body,
 )
-from tasks.issues.team import Plan, Subtask, Triage, Verdict
+from tasks.issues.team import IssuePlan, Subtask, Triage, Verdict
 from tasks.testing.github_api import FakeGitHub
 
 TOKEN = "ghp_PRSTEP0123456789abcdefghijklmnopqrstuv"
@@ -23,7 +23,7 @@ REPO = "acme/widgets"
 
 
 def outcome(score: int, threshold: int = 80) -> ReviewOutcome:
-    finding = Finding(
+    finding = CheckFinding(
         tool="ruff", severity="warning", path="a.py", line=3, code="F401", message="x"
     )
     checks = ChecksReport(
@@ -39,7 +39,7 @@ def outcome(score: int, threshold: int = 80) -> ReviewOutcome:
 def test_the_body_says_draft_and_lists_findings_below_the_threshold() -> None:
     issue = Issue(number=7, title="Add | pipes")
     triage = Triage(type="feature", priority="low", complexity="small")
-    plan = Plan(subtasks=[Subtask(id=1, title="Do it", description="d")])
+    plan = IssuePlan(subtasks=[Subtask(id=1, title="Do it", description="d")])
     code = [
         AgentOutput(
             role="ISSUE_CODE_1",

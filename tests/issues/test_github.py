@@ -8,8 +8,10 @@ import pytest
 import respx
 from pydantic import SecretStr
 
-from tasks.issues.clone import GitAuth, scrub
-from tasks.issues.github import GitHub, GitHubAuth, GitHubError, RetryPolicy
+from tasks.common.retry import Backoff
+from tasks.common.secrets import redact
+from tasks.issues.clone import GitAuth
+from tasks.issues.github import GitHub, GitHubAuth, GitHubError
 from tasks.testing.github_api import FakeGitHub
 
 TOKEN = "ghp_UNITTEST0123456789abcdefghijklmnopqrstu"
@@ -69,7 +71,7 @@ async def test_rate_limits_are_waited_out_as_told_then_retried(fake: FakeGitHub)
 
 async def test_a_rate_limit_longer_than_the_bound_fails_with_advice(fake: FakeGitHub) -> None:
     fake.rate_limit_next("/issues", 429, {"retry-after": "3600"})
-    async with client(fake, policy=RetryPolicy(max_wait_s=60)) as gh:
+    async with client(fake, backoff=Backoff(max_attempts=4, max_retry_after_s=60)) as gh:
         with pytest.raises(
             GitHubError, match=r"rate limit is exhausted for 3600s.*run again later"
         ):
@@ -135,5 +137,5 @@ def test_git_auth_is_a_host_scoped_header_in_the_environment_only() -> None:
     assert TOKEN not in env["GIT_CONFIG_VALUE_0"]  # base64 of x-access-token:<token>
     assert "GIT_CONFIG_COUNT" not in GitAuth("/srv/remote.git", SecretStr(TOKEN)).env()
     secret_text = f"fatal: {TOKEN} and {auth.secrets()[1]}"
-    assert scrub(secret_text, auth.secrets()) == "fatal: *** and ***"
+    assert redact(secret_text, auth.secrets()) == "fatal: [redacted] and [redacted]"
     assert TOKEN not in repr(auth)
