@@ -11,16 +11,22 @@ import asyncio
 
 from prefect import flow
 
+from blocks.team import checks_id
 from tasks.build.phases import current_build
 from tasks.build.report import CommitRecord
 
 
 @flow(name="run_phase", flow_run_name="phase-{phase}", log_prints=True)
 async def run_phase(phase: str, roles: list[str]) -> CommitRecord | None:
-    """Run the phase's agents as their dependencies allow, then make the phase's commit."""
+    """Run the phase's agents as their dependencies allow, verify, then make the phase's commit.
+
+    The phase's checks node runs here too, once its agents are done: its
+    check tasks and fix agents show under this subflow.
+    """
     build = current_build()
     build.phase_started(phase)
-    results = await asyncio.gather(*(build.run_role(r) for r in roles), return_exceptions=True)
+    nodes = [*roles, checks_id(phase)]
+    results = await asyncio.gather(*(build.run_role(r) for r in nodes), return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException)]
     try:
         return await build.finish_phase(phase, errors)

@@ -34,6 +34,7 @@ class AgentSettings(BaseModel):
     timeout_s: float = 300.0
     max_file_bytes: int = 256_000
     max_files: int = 50
+    run_timeout_s: float = 120.0
 
 
 def agent_settings(team: AgentTeam, role: Role) -> AgentSettings:
@@ -44,6 +45,7 @@ def agent_settings(team: AgentTeam, role: Role) -> AgentSettings:
         max_tokens=team.max_tokens,
         max_agent_tokens=team.max_agent_tokens,
         timeout_s=team.timeout_for(role),
+        run_timeout_s=team.run_timeout_s,
     )
 
 

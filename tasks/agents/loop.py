@@ -38,7 +38,11 @@ async def run_tool_loop(job: AgentJob, backoff: Backoff = MODEL_BACKOFF) -> Agen
         base_tree=job.base_tree,
         brief=job.brief(),
         upstream=job.upstream,
-        limits=Limits(max_file_bytes=settings.max_file_bytes, max_files=settings.max_files),
+        limits=Limits(
+            max_file_bytes=settings.max_file_bytes,
+            max_files=settings.max_files,
+            run_timeout_s=settings.run_timeout_s,
+        ),
         result_schema=job.result_schema,
     )
     usage = Usage()
@@ -88,7 +92,7 @@ async def run_tool_loop(job: AgentJob, backoff: Backoff = MODEL_BACKOFF) -> Agen
                 "content": [b.model_dump(exclude_none=True) for b in reply.content],
             }
         )
-        results, submission = _run_tools(view, reply)
+        results, submission = await _run_tools(view, reply)
         errors = [r["content"] for r in results if r.get("is_error")]
         last_tool_error = errors[-1] if errors else last_tool_error
         if submission is not None:
@@ -126,7 +130,9 @@ async def run_tool_loop(job: AgentJob, backoff: Backoff = MODEL_BACKOFF) -> Agen
     )
 
 
-def _run_tools(view: AgentView, reply: Message) -> tuple[list[dict[str, Any]], Submission | None]:
+async def _run_tools(
+    view: AgentView, reply: Message
+) -> tuple[list[dict[str, Any]], Submission | None]:
     """Run every tool_use block of a reply (any position, not only the first)."""
     results: list[dict[str, Any]] = []
     submission: Submission | None = None
@@ -134,7 +140,7 @@ def _run_tools(view: AgentView, reply: Message) -> tuple[list[dict[str, Any]], S
         if block.type != "tool_use":
             continue
         try:
-            outcome = call_tool(view, block.name, block.input)
+            outcome = await call_tool(view, block.name, block.input)
         except ToolError as exc:
             results.append(
                 {

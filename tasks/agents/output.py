@@ -52,6 +52,8 @@ def trailer_lines(outputs: list[AgentOutput], run_id: str, provider: str) -> lis
     """The `Agentmill-*` trailers: run id, provider, and each agent's key, model, tokens, cost."""
     lines = [f"Agentmill-Run: {run_id}", f"Agentmill-Provider: {provider}"]
     for o in outputs:
+        if o.model == "checks":  # a verdict, not an agent: it has its own trailer
+            continue
         u = o.usage
         lines.append(
             f"Agentmill-Agent: {o.role} key={o.cache_key} model={o.model} "

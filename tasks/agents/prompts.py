@@ -13,7 +13,7 @@ from typing import Any
 
 from blocks.team import Role
 
-PROMPTS_VERSION = 1
+PROMPTS_VERSION = 2
 BRIEF_PATH = ".tasks/manifest.json"
 
 OPERATING_RULES = """\
@@ -23,8 +23,11 @@ tree plus the files written by the agents you depend on; read_output(role)
 returns such an agent's summary and decisions. The brief (the idea and your
 dependencies) is at .tasks/manifest.json. Record each file you produce with
 write_file (relative paths inside the project; nothing under .git or .tasks).
-Finish by calling submit exactly once with a short summary, your decisions,
-next steps and warnings."""
+run(command) runs one command (e.g. "python -m pytest -q") in a sandbox over
+exactly what you see plus your writes so far, with no network, and returns
+its exit code and output. If you wrote code or tests, run them before you
+submit. Finish by calling submit exactly once with a short summary, your
+decisions, next steps and warnings."""
 
 
 def system_prompt(role: Role) -> str:
@@ -88,6 +91,18 @@ TOOLS: list[dict[str, Any]] = [
             "type": "object",
             "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
             "required": ["path", "content"],
+        },
+    },
+    {
+        "name": "run",
+        "description": (
+            "Run one command in a sandbox over the files you see plus your writes (no network);"
+            " returns its exit code and the tail of its output."
+        ),
+        "input_schema": {
+            "type": "object",
+            "properties": {"command": {"type": "string", "description": "e.g. pytest -q"}},
+            "required": ["command"],
         },
     },
     {

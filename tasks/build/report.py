@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from tasks.build.verify import Verification
+
 
 class AgentReport(BaseModel):
     role: str
@@ -54,6 +56,7 @@ class RunReport(BaseModel):
     agents: list[AgentReport]
     commits: list[CommitRecord]
     metrics: RunMetrics
+    verification: Verification = Field(default_factory=Verification)
 
 
 def critical_path(
@@ -133,6 +136,26 @@ def report_markdown(report: RunReport) -> str:
             f"| {a.role} | {a.phase} | {a.model} | {'yes' if a.cached else 'no'} | {a.status} | "
             f"{a.duration_s:.2f} | {a.tokens} | {a.cost_usd:.4f} |"
         )
+    lines += verification_markdown(report.verification)
     lines += ["", "| phase | commit | agents |", "|---|---|---|"]
     lines += [f"| {c.phase} | `{c.sha[:12]}` | {', '.join(c.agents)} |" for c in report.commits]
     return "\n".join(lines) + "\n"
+
+
+def verification_markdown(verification: Verification) -> list[str]:
+    """The checks as a table: round, phase, check, status, seconds, sandbox, who fixed."""
+    lines = ["", f"**Verification: {verification.status}** ({verification.line()})", ""]
+    if not verification.rounds:
+        return lines
+    lines += [
+        "| phase | round | check | status | exit | seconds | sandbox | fixed by |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in verification.rounds:
+        for c in r.checks:
+            code = "-" if c.exit_code is None else str(c.exit_code)
+            lines.append(
+                f"| {r.phase} | {r.round} | {c.name} | {c.status} | {code} | "
+                f"{c.duration_s:.2f} | {c.sandbox} | {', '.join(r.fixed_by) or '-'} |"
+            )
+    return lines
