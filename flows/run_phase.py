@@ -12,6 +12,7 @@ import asyncio
 from prefect import flow
 
 from blocks.team import checks_id
+from tasks.agents.errors import UpstreamFailed
 from tasks.build.phases import current_build
 from tasks.build.report import CommitRecord
 
@@ -27,7 +28,10 @@ async def run_phase(phase: str, roles: list[str]) -> CommitRecord | None:
     build.phase_started(phase)
     nodes = [*roles, checks_id(phase)]
     results = await asyncio.gather(*(build.run_role(r) for r in nodes), return_exceptions=True)
-    errors = [r for r in results if isinstance(r, BaseException)]
+    # The checks do not run when an agent failed: that agent's error is the phase's.
+    errors = [
+        r for r in results if isinstance(r, BaseException) and not isinstance(r, UpstreamFailed)
+    ] or [r for r in results if isinstance(r, BaseException)]
     try:
         return await build.finish_phase(phase, errors)
     finally:

@@ -203,10 +203,19 @@ class Build(GraphHooks):
             layers = self._layers_before(phase) + [self._files_of(r) for r in self._roles_of(phase)]
             for number in range(1, self.team.fix_rounds + 2):
                 tree = CandidateTree(str(self.workdir), self.base_tree, (*layers, dict(fixed)))
+                began = time.perf_counter() - self.clock_start
                 checks = await self._run_checks(tree, phase)
                 if not checks:
                     break
-                rounds.append(VerificationRound(round=number, phase=phase, checks=checks))
+                rounds.append(
+                    VerificationRound(
+                        round=number,
+                        phase=phase,
+                        checks=checks,
+                        started_s=round(began, 4),
+                        finished_s=round(time.perf_counter() - self.clock_start, 4),
+                    )
+                )
                 failing = [c for c in checks if c.status != "passed"]
                 fixable = [c for c in failing if not c.missing_dependency]
                 if not fixable or number > self.team.fix_rounds:
@@ -223,7 +232,11 @@ class Build(GraphHooks):
             summary=f"{phase}: {verdict.line()}",
             decisions=[f"round {r.round}: {c.name} {c.status}" for r in rounds for c in r.checks],
             files=fixed,
-            result=verdict.model_dump(mode="json"),
+            # Without the rounds' times: the result is in dependants' cache keys, and the
+            # same tree and checks must read the same on every run.
+            result=verdict.model_dump(
+                mode="json", exclude={"rounds": {"__all__": {"started_s", "finished_s"}}}
+            ),
             model="checks",
             provider=self.provider,
         )

@@ -77,6 +77,8 @@ class VerificationRound(BaseModel):
     phase: str
     checks: list[CheckRun]
     fixed_by: list[str] = Field(default_factory=list, description="Roles that fixed after it.")
+    started_s: float = Field(default=0.0, description="Seconds from the build's start.")
+    finished_s: float = Field(default=0.0, description="When its checks had all ended.")
 
 
 class Verification(BaseModel):
@@ -187,7 +189,8 @@ class NotCached(AgentmillError):
     """A check that timed out or could not run: reported, but never kept in the cache."""
 
     def __init__(self, run: CheckRun) -> None:
-        super().__init__(f"check {run.name} {run.status}")
+        what = "timed out" if run.status == "timeout" else "could not run"
+        super().__init__(f"check {run.name} {what}: not cached, it runs again next time")
         self.run = run
 
 
@@ -214,7 +217,11 @@ async def run_check(
         result = await sandbox.run(
             copy, spec.command, limits=SandboxLimits(timeout_s=spec.timeout_s), env=env
         )
-    tail = stable_output(result.output)[-TAIL_CHARS:]
+    output = stable_output(result.output)
+    tail = output[-TAIL_CHARS:]
+    if len(output) > TAIL_CHARS:  # say so: the sandbox's own note was at the front
+        hidden = result.cut_bytes + len(output) - TAIL_CHARS
+        tail = f"[output cut: the first {hidden} bytes are not shown]\n" + tail
     missing = _MISSING.search(result.output) if result.status == "failed" else None
     run = CheckRun(
         name=spec.name,

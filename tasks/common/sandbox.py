@@ -91,6 +91,8 @@ class SandboxResult:
     duration_s: float
     sandbox: SandboxKind
     cut_bytes: int = 0
+    stdout: str = ""  # each stream on its own too, for tools that answer in JSON
+    stderr: str = ""
 
 
 class Sandbox(Protocol):
@@ -192,6 +194,8 @@ async def _execute(
         duration_s=round(done.duration_s, 3),
         sandbox=kind,
         cut_bytes=cut,
+        stdout=done.stdout,
+        stderr=done.stderr,
     )
 
 
