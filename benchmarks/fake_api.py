@@ -10,9 +10,11 @@ truth the report is computed from: the runs' own numbers are not trusted.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from benchmarks.latency import TierLatency
+from tasks.build.offline_script import build_reply
 from tasks.testing.messages_api import FakeMessagesAPI, SeenRequest, role_of, step_of, tier_of
 
 
@@ -46,7 +48,9 @@ class BenchMessagesAPI(FakeMessagesAPI):
     """`with BenchMessagesAPI() as api:`; `api.register(tag, latency)` before a run uses it."""
 
     def __init__(self) -> None:
-        super().__init__()
+        # Documents only: the orchestration runs measure scheduling, not sandboxed test runs
+        # (benchmarks/verification.py measures those).
+        super().__init__(script=partial(build_reply, project=False))
         self._latency_by_tag: dict[str, TierLatency] = {}
 
     def register(self, tag: str, latency: TierLatency) -> str:

@@ -76,7 +76,7 @@ async def floor_build(phases: dict[str, list[str]], deps: dict[str, list[str]]) 
 def run_floor(plan: Plan) -> tuple[float, float]:
     """(wall of the call, inner wall) of the skeleton of `plan`, as `abuild_app` is called."""
     phases = {p.name: p.roles for p in plan.phases}
-    deps = {r: plan.roles[r].depends_on for r in plan.order}
+    deps = {r: plan.role_deps(r) for r in plan.order}
     started = time.perf_counter()
     inner = asyncio.run(floor_build(phases, deps))
     return time.perf_counter() - started, inner

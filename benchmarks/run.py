@@ -134,7 +134,7 @@ class Bench:
     def served_critical_path(self, tag: str, plan: Plan) -> tuple[float, list[str]]:
         """The longest path through the DAG of the latencies the fake served to this run."""
         durations = self.api.stats(tag).latency_by_role
-        deps = {r: plan.roles[r].depends_on for r in plan.order}
+        deps = {r: plan.role_deps(r) for r in plan.order}
         return critical_path(durations, deps, plan.order)
 
     def wall_parts(self, run: dict[str, Any], cp: float) -> dict[str, float]:
@@ -410,6 +410,7 @@ def run_benchmark(out: Path, options: Options) -> dict[str, Any]:
                 with PrefectServer(services_off=QUIET_OFF, root=scratch) as server:
                     bench = Bench(api, server.api_url, scratch, options)
                     _run_main_and_scaling(bench)
+                    verification = measure_verification(server.api_url, server.home)
                     server_info = _server_info(server)
                 if options.all_services:
                     with PrefectServer(services_off=(), root=scratch) as full:
@@ -418,6 +419,8 @@ def run_benchmark(out: Path, options: Options) -> dict[str, Any]:
                         other.run_group("all-services", options.roles, runs)
                         bench.groups["all-services"]["server"] = _server_info(full)
         results = summarise(bench, server_info)
+        if options.api_url is None:
+            results["verification"] = verification
         results["machine"]["load_average_1m_at_start"] = load_at_start
         results["benchmark_s"] = round(time.perf_counter() - started, 1)
         _write(out, results, bench)
@@ -425,6 +428,21 @@ def run_benchmark(out: Path, options: Options) -> dict[str, Any]:
     finally:
         if not options.keep_scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def measure_verification(api_url: str, home: Path) -> dict[str, Any]:
+    """benchmarks/verification.py in its own process (Prefect reads its settings at import)."""
+    env = {**os.environ, **quiet_env(), "PREFECT_API_URL": api_url, "PREFECT_HOME": str(home)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.verification", "--api-url", api_url],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
 
 
 def _run_main_and_scaling(bench: Bench) -> None:

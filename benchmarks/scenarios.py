@@ -97,6 +97,9 @@ def _agentmill(run: dict[str, Any], team: Any) -> dict[str, Any]:
     from flows.build_app import abuild_app, build_app
 
     team_name = "default"
+    # No verification in the orchestration runs: the baselines do not run checks either
+    # (benchmarks/verification.py measures what verification costs).
+    team = team.model_copy(update={"verify": False})
     if team.model_dump() != default_team().model_dump():
         team_name = f"bench-{len(team.roles)}-{uuid.uuid4().hex[:8]}"
         team.save(team_name)  # a custom team is a block, as a user saves one

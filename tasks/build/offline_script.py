@@ -62,8 +62,12 @@ def requests_of(role: str) -> int:
     return REQUESTS_PER_AGENT + (role in TESTERS or bool(_FIX.match(role)))
 
 
-def build_reply(request: dict[str, Any]) -> dict[str, Any]:
-    """The assistant message the offline model sends for one request of build_app's team."""
+def build_reply(request: dict[str, Any], *, project: bool = True) -> dict[str, Any]:
+    """The assistant message the offline model sends for one request of build_app's team.
+
+    `project=False` keeps to documents even on a fresh tree (the benchmark's
+    orchestration runs, which must not time sandboxed test runs).
+    """
     turn = turn_of(request)
     if turn is None:
         return not_an_agent(request)
@@ -78,13 +82,13 @@ def build_reply(request: dict[str, Any]) -> dict[str, Any]:
         reads = [("read_file", {"path": path}) for path in picks or [BRIEF_PATH]]
         return reply_with(request, turn, f"Reading {len(picks)} files of the tree.", reads)
     if turn.step == 2:
-        files = _project_files(turn)
+        files = _project_files(turn) if project else {}
         if not files:
             path = f"docs/{turn.role.lower().replace('_', '-')}.md"
             files = {path: _document(turn.role, system_text(request), turn.messages)}
         writes = [("write_file", {"path": p, "content": c}) for p, c in files.items()]
         return reply_with(request, turn, f"Writing {', '.join(files)}.", writes)
-    if turn.step == 3 and turn.role in TESTERS and _fresh(turn):
+    if turn.step == 3 and project and turn.role in TESTERS and _fresh(turn):
         run = ("run", {"command": TEST_COMMAND})
         return reply_with(request, turn, "Running the tests before I submit.", [run])
     return reply_with(request, turn, "Done.", [("submit", _submission(turn))])

@@ -374,7 +374,7 @@ class Build(GraphHooks):
 
     def agent_deps(self) -> dict[str, list[str]]:
         """Each reported agent's dependencies (fix agents' included), for the critical path."""
-        deps = {r: self.plan.roles[r].depends_on for r in self.plan.order}
+        deps = {r: self.plan.role_deps(r) for r in self.plan.order}
         for fixes in self.fixes.values():
             for fix in fixes:
                 deps[fix] = [d for d in self.graph.ancestors(fix) if d in deps or d in fixes]

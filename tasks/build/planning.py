@@ -54,6 +54,17 @@ class Plan(BaseModel):
             return self.checks[node_id]
         return self.roles[node_id].depends_on
 
+    def role_deps(self, node_id: str) -> list[str]:
+        """The roles a node waits for: its dependencies, each checks node replaced by its roles.
+
+        What a schedule without checks nodes (the benchmark's baselines, the
+        critical path) sees of the graph.
+        """
+        roles: set[str] = set()
+        for dep in self.deps(node_id):
+            roles.update(self.role_deps(dep) if dep in self.checks else [dep])
+        return [r for r in self.order if r in roles]
+
     @cached_property
     def ancestors(self) -> dict[str, frozenset[str]]:
         """Transitive dependencies of each node: what it may read, and what its key hashes."""
