@@ -25,6 +25,7 @@ from blocks.team import AgentTeam, Role, checks_id
 from tasks.agents.graph import AgentGraph, Finished, GraphHooks, Node
 from tasks.agents.job import AgentJob, agent_settings
 from tasks.agents.output import AgentOutput
+from tasks.agents.watch import Observed
 from tasks.build.commit import commit_phase
 from tasks.build.events import emit_agent_event, emit_phase_committed
 from tasks.build.planning import Phase, Plan
@@ -80,6 +81,8 @@ class Build(GraphHooks):
     manifest: Manifest
     progress_id: UUID | None = None
     feedback: list[str] = field(default_factory=list)
+    # Bystanders in this process (the terminal view): they hear every graph hook after us.
+    observers: tuple[GraphHooks, ...] = ()
     clock_start: float = field(default_factory=time.perf_counter)
     install_deps: bool = False
     runs: dict[str, AgentRun] = field(default_factory=dict)
@@ -100,7 +103,7 @@ class Build(GraphHooks):
             idea=self.idea,
             base_tree=self.base_tree,
             workdir=str(self.workdir),
-            hooks=self,
+            hooks=Observed(self, *self.observers),
         )
         for node_id in self.plan.nodes:  # topological: dependencies are added first
             if node_id in self.plan.checks:

@@ -17,6 +17,7 @@ from typing import Any
 from blocks.team import Role
 from tasks.agents.graph import AgentGraph, Finished, GraphHooks, Node
 from tasks.agents.output import AgentOutput
+from tasks.agents.watch import Observed
 from tasks.issues.team import IssuePlan, code_role, fix_role, settings_for
 from tasks.model.endpoint import Provider
 
@@ -45,11 +46,22 @@ class IssueAgents:
     """One issue's agents: the brief they share, the base they read, the graph they form."""
 
     def __init__(
-        self, *, brief: str, base_tree: str, workdir: str, provider: Provider, tally: Tally
+        self,
+        *,
+        brief: str,
+        base_tree: str,
+        workdir: str,
+        provider: Provider,
+        tally: Tally,
+        observers: tuple[GraphHooks, ...] = (),
     ) -> None:
         self.tally = tally
         self.graph = AgentGraph(
-            provider=provider, idea=brief, base_tree=base_tree, workdir=workdir, hooks=tally
+            provider=provider,
+            idea=brief,
+            base_tree=base_tree,
+            workdir=workdir,
+            hooks=Observed(tally, *observers),
         )
 
     def add(self, output: AgentOutput, deps: list[str] | None = None) -> None:

@@ -47,8 +47,14 @@ def quiet_env() -> dict[str, str]:
 class PrefectServer:
     """`with PrefectServer(services_off=QUIET_OFF) as server:` then use `server.api_url`."""
 
-    def __init__(self, services_off: tuple[str, ...] = QUIET_OFF, root: Path | None = None) -> None:
+    def __init__(
+        self,
+        services_off: tuple[str, ...] = QUIET_OFF,
+        root: Path | None = None,
+        settings: dict[str, str] | None = None,
+    ) -> None:
         self.services_off = services_off
+        self.settings = dict(settings or {})  # more server settings, e.g. a scheduler loop
         self.services_on = tuple(s for s in ALL_SERVICES if s not in services_off)
         self._root = Path(tempfile.mkdtemp(prefix="agentmill-bench-prefect-", dir=root))
         self.home = self._root / "home"
@@ -68,6 +74,7 @@ class PrefectServer:
             # about 2 s) so the report can count them.
             "PREFECT_API_LOG_RETRYABLE_ERRORS": "true",
             **{f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false" for name in self.services_off},
+            **self.settings,
         }
         env.pop("PREFECT_API_URL", None)
         started = time.perf_counter()
