@@ -2,9 +2,12 @@
 
     python -m deployments.serve
 
-Needs the same credentials as the flows themselves: ANTHROPIC_API_KEY and
-GITHUB_TOKEN in this process's environment (or the block names as the flows'
-`credentials` parameters). `triage-issues` runs every 30 minutes on the
+    agentmill serve            # the same, after making sure a Prefect API is up
+
+Needs the same credentials as the flows themselves, found when each run
+starts: the `anthropic` and `github` credentials blocks (or the names in the
+flows' `credentials` parameters), else ANTHROPIC_API_KEY and GITHUB_TOKEN in
+this process's environment. `triage-issues` runs every 30 minutes on the
 repository named by AGENTMILL_REPO; without it, its schedule stays paused,
 as in prefect.yaml, since it pushes branches and opens PRs on a real repository.
 """
@@ -41,6 +44,7 @@ def deployments() -> list[RunnerDeployment]:
             parameters={"repo": repo or "OWNER/NAME", "clone_dir": "out/issues"},
             cron=TRIAGE_CRON,
             paused=not repo,
+            concurrency_limit=1,  # as in prefect.yaml: two runs would share one clone
             tags=["agentmill"],
         ),
     ]

@@ -28,7 +28,6 @@ from typing import Literal
 
 import prefect
 from prefect.settings import get_current_settings
-from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -257,14 +256,17 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         run_checks(args.credentials, args.github_credentials if args.github else None)
     )
     console = make_console()
-    table = Table(box=box.SIMPLE_HEAD, title="agentmill doctor")
-    for column in ("check", "", "found", "fix"):
-        table.add_column(column)
+    table = Table.grid(padding=(0, 2))
+    table.add_column(no_wrap=True)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")  # paths and commands whole, never cut with an ellipsis
     styles = {"ok": "green", "warn": "yellow", "fail": "bold red"}
     for check in checks:
-        table.add_row(
-            check.name, Text(check.verdict, style=styles[check.verdict]), check.detail, check.fix
-        )
+        detail = Text(check.detail)
+        if check.fix:
+            detail.append(f"\nfix: {check.fix}", style="bold")
+        table.add_row(Text(check.verdict, style=styles[check.verdict]), check.name, detail)
+    console.print(Text("agentmill doctor", style="bold"))
     console.print(table)
     return 1 if any(c.verdict == "fail" for c in checks) else 0
 

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
-from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
@@ -41,6 +40,7 @@ if TYPE_CHECKING:
     from tasks.issues.github import Issue
 
 REFRESH_PER_S = 4
+BAR_WIDTH = 24
 MAX_RUNNING_SHOWN = 6
 OFFLINE_NOTE = "OFFLINE MODEL: placeholder output, not real work"
 
@@ -91,6 +91,19 @@ def _running_text(book: AgentBook, now: float) -> Text:
     return Text.assemble(("running: ", "dim"), shown + more)
 
 
+def _bar(settled: int, running: int, total: int) -> Text:
+    """━ settled, ╍ running, ─ to come: readable in colour and in a plain-text capture too."""
+    if total <= 0:
+        return Text("─" * BAR_WIDTH, style="dim")
+    done = round(BAR_WIDTH * settled / total)
+    busy = min(round(BAR_WIDTH * running / total), BAR_WIDTH - done)
+    if running and not busy and done < BAR_WIDTH:
+        busy = 1
+    return Text.assemble(
+        ("━" * done, "green"), ("╍" * busy, "cyan"), ("─" * (BAR_WIDTH - done - busy), "dim")
+    )
+
+
 def _phase_outcome(phase: PhaseState) -> Text:
     if phase.outcome == "committed":
         return Text(f"committed {phase.commit[:8]}", style="green")
@@ -110,8 +123,7 @@ def render_build(progress: BuildProgress) -> RenderableType:
         for phase in progress.phases:
             settled, running, total = progress.counts(phase)
             counts = f"{settled}/{total}" + (f"  {running} running" if running else "")
-            bar = ProgressBar(total=max(total, 1), completed=settled, width=24)
-            table.add_row(phase.name, bar, counts, _phase_outcome(phase))
+            table.add_row(phase.name, _bar(settled, running, total), counts, _phase_outcome(phase))
         tokens, cost = progress.spent()
         where = f"{progress.workdir}  " if progress.workdir else ""
         return Group(

@@ -17,6 +17,9 @@ import sys
 from collections.abc import Callable, Sequence
 
 from tasks.cli import build, doctor, issues
+from tasks.cli.prefect_api import ensure_prefect_api
+from tasks.cli.terminal import error, make_console, note, status
+from tasks.common.errors import AgentmillError
 
 Runner = Callable[[argparse.ArgumentParser, argparse.Namespace], int]
 
@@ -24,6 +27,12 @@ Runner = Callable[[argparse.ArgumentParser, argparse.Namespace], int]
 def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from deployments.serve import main as serve  # imports every flow: only when asked
 
+    console = make_console()
+    try:
+        ensure_prefect_api(lambda m: status(console, m), lambda m: note(console, m))
+    except AgentmillError as exc:
+        error(str(exc))
+        return build.EXIT_ERROR
     serve()
     return 0
 

@@ -23,10 +23,17 @@ if TYPE_CHECKING:
 
 
 def _cache_figures(metrics: RunMetrics) -> list[tuple[str, str]]:
-    """Every prompt-cache figure the run metrics hold, as (label, value) rows."""
+    """Every prompt-cache figure the run metrics hold, as (label, value) rows.
+
+    Whatever numbers RunMetrics carries under a name with "cache" in it (the
+    prompt cache's reads, writes, savings), so a new figure shows up here
+    without a change; cached agents are counted in the phase table already.
+    """
     rows = []
     for name, value in metrics.model_dump().items():
-        if "cache" in name and isinstance(value, int | float) and not isinstance(value, bool):
+        if name == "cached_agents" or "cache" not in name:
+            continue
+        if isinstance(value, int | float) and not isinstance(value, bool):
             label = name.replace("_", " ")
             rows.append((label, f"{value:,}" if isinstance(value, int) else f"{value:.4f}"))
     return rows
@@ -53,8 +60,8 @@ def build_summary(result: BuildResult, progress: BuildProgress) -> RenderableTyp
         )
     m = result.metrics
     figures = Table.grid(padding=(0, 2))
-    figures.add_column(style="dim")
-    figures.add_column()
+    figures.add_column(style="dim", no_wrap=True)
+    figures.add_column(overflow="fold")  # paths whole, never cut with an ellipsis
     rows: list[tuple[str, str]] = [
         ("commits", f"{m.commits} in {result.workdir}"),
         ("verification", result.verification.line()),
@@ -95,7 +102,7 @@ def failed_build_summary(progress: BuildProgress) -> RenderableType:
 def issues_summary(summary: IssuesSummary) -> RenderableType:
     table = Table(box=box.SIMPLE_HEAD, title=f"agentmill issues: {summary.repo}")
     for column in ("issue", "status", "pull request or error", "score", "cost", "time"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for issue in summary.issues:
         style = "bold red" if issue.status == "failed" else None
         table.add_row(

@@ -20,10 +20,17 @@ from collections.abc import Iterator
 from prefect.logging.handlers import PrefectConsoleHandler
 from rich.console import Console
 
+# Where output is a file or a pipe, lines are as long as they need: a path in a table
+# is never folded or cut (rich would otherwise assume 80 columns).
+PLAIN_WIDTH = 240
+
 
 def make_console() -> Console:
     """Output for people: a live view when stdout is a terminal, plain lines otherwise."""
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = PLAIN_WIDTH
+    return console
 
 
 def is_live(console: Console) -> bool:
