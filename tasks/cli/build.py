@@ -13,18 +13,17 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
 from flows.build_app import CHECKS_FAILED, BuildRequest, BuildResult, abuild_app
 from tasks.build.watch import BUILD_WATCHER
 from tasks.cli.history import record
-from tasks.cli.live import BuildLines, live_view, render_build
-from tasks.cli.prefect_api import ensure_prefect_api
+from tasks.cli.live import BuildLines, render_build, shown
+from tasks.cli.prefect_api import api_ready
 from tasks.cli.progress import BuildProgress
 from tasks.cli.summary import build_summary, failed_build_summary
-from tasks.cli.terminal import error, is_live, make_console, note, prefect_logs, status
+from tasks.cli.terminal import error, is_live, make_console, note
 from tasks.common.errors import AgentmillError
 from tasks.common.parameters import add_arguments, checked_arguments
 from tasks.model.budget import BudgetExhausted
@@ -50,14 +49,17 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Run the build the parsed arguments describe; the exit code says how it went."""
     params = checked_arguments(parser, BuildRequest, args)
     console = make_console()
-    try:
-        ensure_prefect_api(lambda m: status(console, m), lambda m: note(console, m))
-    except AgentmillError as exc:
-        error(str(exc))
+    if not api_ready(console):
         return EXIT_ERROR
     progress: BuildProgress = BuildProgress() if is_live(console) else BuildLines(console)
     try:
-        result = _watched(console, progress, params, verbose=args.verbose)
+        with BUILD_WATCHER.use(progress):
+            result = shown(
+                console,
+                lambda: render_build(progress),
+                lambda: asyncio.run(abuild_app(**params)),
+                verbose=args.verbose,
+            )
     except KeyboardInterrupt:
         error("interrupted; committed phases stay, and a rerun continues from the cache")
         return EXIT_INTERRUPTED
@@ -81,19 +83,6 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 def exit_code(result: BuildResult) -> int:
     """0 when built (and checked, where checks ran); 4 when built but its checks fail."""
     return CHECKS_FAILED if result.verification.status == "failed" else 0
-
-
-def _watched(
-    console: Console, progress: BuildProgress, params: dict[str, Any], *, verbose: bool
-) -> BuildResult:
-    result: BuildResult
-    with prefect_logs(console, verbose=verbose), BUILD_WATCHER.use(progress):
-        if not is_live(console):
-            result = asyncio.run(abuild_app(**params))
-        else:
-            with live_view(console, lambda: render_build(progress)):
-                result = asyncio.run(abuild_app(**params))
-    return result
 
 
 def _point_at_report(console: Console, progress: BuildProgress) -> None:

@@ -10,21 +10,17 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import Any
-
-from rich.console import Console
 
 from flows.process_issues import IssuesRequest, process_issues
 from tasks.cli.build import EXIT_ERROR, EXIT_INTERRUPTED, add_view_options
 from tasks.cli.history import record
-from tasks.cli.live import IssuesLines, live_view, render_issues
-from tasks.cli.prefect_api import ensure_prefect_api
+from tasks.cli.live import IssuesLines, render_issues, shown
+from tasks.cli.prefect_api import api_ready
 from tasks.cli.progress import IssuesProgress
 from tasks.cli.summary import issues_summary
-from tasks.cli.terminal import error, is_live, make_console, note, prefect_logs, status
+from tasks.cli.terminal import error, is_live, make_console
 from tasks.common.errors import AgentmillError
 from tasks.common.parameters import add_arguments, checked_arguments
-from tasks.issues.report import IssuesSummary
 from tasks.issues.watch import ISSUES_WATCHER
 
 DESCRIPTION = "Work labelled GitHub issues into reviewed pull requests with Claude agents."
@@ -38,17 +34,17 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     params = checked_arguments(parser, IssuesRequest, args)
     console = make_console()
-    try:
-        ensure_prefect_api(
-            lambda m: status(console, m),
-            lambda m: note(console, m),
-        )
-    except AgentmillError as exc:
-        error(str(exc))
+    if not api_ready(console):
         return EXIT_ERROR
     progress: IssuesProgress = IssuesProgress() if is_live(console) else IssuesLines(console)
     try:
-        summary = _watched(console, progress, params, verbose=args.verbose)
+        with ISSUES_WATCHER.use(progress):
+            summary = shown(
+                console,
+                lambda: render_issues(progress),
+                lambda: process_issues(**params),
+                verbose=args.verbose,
+            )
     except KeyboardInterrupt:
         error("interrupted; opened pull requests stay, and a rerun skips them")
         return EXIT_INTERRUPTED
@@ -60,19 +56,6 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             record(progress.history_key, progress.durations_to_record())
     console.print(issues_summary(summary))
     return EXIT_ERROR if summary.failed else 0
-
-
-def _watched(
-    console: Console, progress: IssuesProgress, params: dict[str, Any], *, verbose: bool
-) -> IssuesSummary:
-    summary: IssuesSummary
-    with prefect_logs(console, verbose=verbose), ISSUES_WATCHER.use(progress):
-        if not is_live(console):
-            summary = process_issues(**params)
-        else:
-            with live_view(console, lambda: render_issues(progress)):
-                summary = process_issues(**params)
-    return summary
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "agentmill issues") -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -33,16 +33,33 @@ from tasks.cli.progress import (
     PhaseState,
     clock_text,
 )
+from tasks.cli.terminal import is_live, prefect_logs
 from tasks.issues.report import IssueResult
 
 if TYPE_CHECKING:
     from tasks.build.phases import Build
     from tasks.issues.github import Issue
 
+T = TypeVar("T")
 REFRESH_PER_S = 4
 BAR_WIDTH = 24
 MAX_RUNNING_SHOWN = 6
 OFFLINE_NOTE = "OFFLINE MODEL: placeholder output, not real work"
+
+
+def shown(
+    console: Console, render: Callable[[], RenderableType], run: Callable[[], T], *, verbose: bool
+) -> T:
+    """`run()`, with its progress redrawn by `render` on a terminal, and Prefect's lines quiet.
+
+    Without a terminal nothing is redrawn: the watcher the caller made current
+    prints its own plain lines.
+    """
+    with prefect_logs(console, verbose=verbose):
+        if not is_live(console):
+            return run()
+        with live_view(console, render):
+            return run()
 
 
 @contextmanager

@@ -17,9 +17,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from tasks.cli import build, doctor, issues
-from tasks.cli.prefect_api import ensure_prefect_api
-from tasks.cli.terminal import error, make_console, note, status
-from tasks.common.errors import AgentmillError
+from tasks.cli.prefect_api import api_ready
+from tasks.cli.terminal import make_console
 
 Runner = Callable[[argparse.ArgumentParser, argparse.Namespace], int]
 
@@ -27,11 +26,7 @@ Runner = Callable[[argparse.ArgumentParser, argparse.Namespace], int]
 def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from deployments.serve import main as serve  # imports every flow: only when asked
 
-    console = make_console()
-    try:
-        ensure_prefect_api(lambda m: status(console, m), lambda m: note(console, m))
-    except AgentmillError as exc:
-        error(str(exc))
+    if not api_ready(make_console()):
         return build.EXIT_ERROR
     serve()
     return 0

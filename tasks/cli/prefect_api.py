@@ -29,7 +29,9 @@ from typing import Any, Literal
 import httpx
 from prefect.server.api.server import SubprocessASGIServer
 from prefect.settings import get_current_settings
+from rich.console import Console
 
+from tasks.cli.terminal import error, note, status
 from tasks.common.errors import AgentmillError
 
 # What the embedded server gets to start when the user has not said (Prefect: 20 s).
@@ -142,6 +144,16 @@ class _OwnNotices(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "temporary server on http" not in str(record.msg)
+
+
+def api_ready(console: Console) -> bool:
+    """`ensure_prefect_api` for a command: a spinner while it waits; False once it said why not."""
+    try:
+        ensure_prefect_api(lambda m: status(console, m), lambda m: note(console, m))
+    except AgentmillError as exc:
+        error(str(exc))
+        return False
+    return True
 
 
 def _start_embedded(timeout: int, own: bool) -> None:

@@ -75,7 +75,8 @@ def test_without_a_terminal_a_build_prints_a_few_lines_per_phase_and_a_summary(
     assert "OFFLINE" in summary and str(workdir / ".tasks" / "report.json") in summary
     assert "wall vs critical path" in summary
     assert not any(noise in out + err for noise in PREFECT_NOISE)
-    assert set(recorded("build:default:offline")) == set(plan_phases(default_team()).order)
+    # Every role that really ran (a fix agent of the verification too, if one ran).
+    assert set(recorded("build:default:offline")) >= set(plan_phases(default_team()).order)
     assert history_path().is_file()
 
 

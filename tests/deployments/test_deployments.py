@@ -192,10 +192,12 @@ def test_a_fresh_server_with_no_block_builds_offline_on_a_worker(
         if any(r.get("prefect.resource.id") == f"prefect.flow-run.{run.id}" for r in e["related"])
     ]
     names = [e["event"] for e in mine]
-    assert (
-        names.count("agentmill.agent.started") == 32
-        and names.count("agentmill.agent.completed") == 32
+    # The 32 roles, and any fix agent the verification added.
+    started, completed = (
+        names.count("agentmill.agent.started"),
+        names.count("agentmill.agent.completed"),
     )
+    assert started == completed >= 32
     committed = [e for e in mine if e["event"] == "agentmill.phase.committed"]
     assert sorted(e["resource"]["agentmill.commit"] for e in committed) == sorted(shas)
     done = next(
