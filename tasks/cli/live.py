@@ -140,7 +140,12 @@ def render_build(progress: BuildProgress) -> RenderableType:
         for phase in progress.phases:
             settled, running, total = progress.counts(phase)
             counts = f"{settled}/{total}" + (f"  {running} running" if running else "")
-            table.add_row(phase.name, _bar(settled, running, total), counts, _phase_outcome(phase))
+            fixing = sum(1 for a in progress.extras(phase) if a.status == "running")
+            counts += f"  {fixing} fixing" if fixing else ""
+            outcome = _phase_outcome(phase)
+            if phase.outcome == "open" and total and settled == total and not fixing:
+                outcome = Text("checks, then commit", style="dim")
+            table.add_row(phase.name, _bar(settled, running, total), counts, outcome)
         tokens, cost = progress.spent()
         where = f"{progress.workdir}  " if progress.workdir else ""
         return Group(

@@ -188,6 +188,15 @@ class BuildProgress(AgentBook, BuildWatcher):
                 len(phase.roles),
             )
 
+    def extras(self, phase: PhaseState) -> list[AgentState]:
+        """Agents of the phase the plan did not list: the verification's fix agents."""
+        with self.lock:
+            return [
+                a
+                for a in self.agents.values()
+                if a.phase == phase.name and a.role not in phase.roles
+            ]
+
     def elapsed_s(self) -> float:
         return self.clock() - self.began
 

@@ -171,16 +171,3 @@ def _plain(annotation: Any) -> tuple[Any, bool]:
         if len(members) == 1:
             return _plain(members[0])[0], True
     return annotation, False
-
-
-def parse_arguments(
-    model: type[BaseModel],
-    argv: Sequence[str] | None,
-    *,
-    prog: str,
-    description: str,
-    positional: Sequence[str] = (),
-) -> dict[str, Any]:
-    """The flow's parameters from the command line, checked; a refusal is a usage error (exit 2)."""
-    parser = command_line(model, prog=prog, description=description, positional=positional)
-    return checked_arguments(parser, model, parser.parse_args(argv))
