@@ -150,7 +150,10 @@ def test_build_app_deployment_runs_on_a_worker_with_report_and_events(
         properties = deployment.parameter_openapi_schema["properties"]
         for field in ("idea", "team", "provider", "budget_usd", "workdir", "approve_plan"):
             assert properties[field].get("description"), field  # the UI form explains every field
-        events = await agentmill_events(prefect_ui["PREFECT_API_URL"], since, want=32 * 2 + 5)
+            # 33 agents (the 32 roles and one fix agent) start and complete; 5 phases commit
+            events = await agentmill_events(
+                prefect_ui["PREFECT_API_URL"], since, str(run_id), want=33 * 2 + 5
+            )
         return run, artifacts, events
 
     with _api(prefect_ui):

@@ -120,11 +120,11 @@ def test_offline_build_commits_each_phase_and_records_everything(
         workdir, implementation_sha
     )
     assert "| implementation | 1 | pytest | failed |" in (workdir / ".tasks/report.md").read_text()
-    # reviewers read the verdict; roles that do not depend on it did not wait for it
+    # reviewers read the verdict; roles that do not depend on it are not held back by it (that
+    # the scheduler starts a node once its own dependencies are done is tests/agents/test_graph's)
     review = (workdir / "docs" / "code-quality-reviewer.md").read_text()
     assert "CHECKS_IMPLEMENTATION: implementation: checks passed" in review
-    devops = next(a for a in result.agents if a.role == "DEVOPS")
-    assert devops.started_s < implementation[-1]["finished_s"]
+    assert not any(node.startswith("CHECKS_") for node in plan.ancestors["DEVOPS"])
     # and the committed tree's own tests pass when anyone runs them
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
