@@ -230,8 +230,11 @@ class AgentGraph:
             # cost that grows with the square of the team. The task gets the job itself.
             # Prefect types an async task's call as returning the State itself.
             # Counted as about to start on its shared prompt prefix until its first
-            # request: agents that start together then read one warmed entry.
+            # request: agents that start together then read one warmed entry. Starting a
+            # task run blocks the loop for tens of ms, so first every agent released
+            # with this one counts itself (one yield), then they start.
             with warmup.expecting(shared_prefix_key(job)):
+                await asyncio.sleep(0)
                 pending = cast(
                     "Awaitable[State[AgentOutput]]",
                     run_agent(cast("AgentJob", quote(job)), return_state=True),

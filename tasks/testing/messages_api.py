@@ -6,6 +6,12 @@ run but goes over the network through the SDK's real transport. Tests
 inject faults, replace the script, add latency, and read back every request
 it saw.
 
+Its prompt cache follows the API's rules (`tasks.model.caching`): per API
+key and model, the 400s for broken breakpoints, the minimum length, the
+lookback and the TTLs (`prompt_cache.advance(seconds)` moves its clock), and
+an entry readable only once the response that wrote it has begun, i.e.
+after the fake's latency for that request.
+
 The benchmark harness shares one fake between runs: a base URL of
 `{base_url}/runs/{tag}` tags each request with its run, and the fake keeps,
 per request, the model tier, the step of the agent's loop, the latency it
