@@ -339,6 +339,7 @@ def summarise(bench: Bench, server: dict[str, Any]) -> dict[str, Any]:
         "incremental_expected_requests": REQUESTS_PER_AGENT * len(expected_roles),
         "commits": main["agentmill"]["commits"],
         "model_requests": fake["agentmill"]["requests"],
+        "warmup_requests": fake["agentmill"]["warmup_requests"],  # of model_requests
         "tokens": {
             "input": fake["agentmill"]["input_tokens"],
             "output": fake["agentmill"]["output_tokens"],

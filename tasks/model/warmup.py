@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import anthropic
 from anthropic.types import Message
@@ -70,9 +71,14 @@ def is_warm_up(request: dict[str, Any]) -> bool:
 
 
 def endpoint_id(endpoint: Endpoint) -> str:
-    """Which API (and workspace) a request goes to; the key only as a hash."""
+    """Whose cache a request uses: the API's host and the key's workspace (the key hashed).
+
+    The base URL's path is left out: a proxy or the benchmark's fake may tag runs in
+    it, and the cache still belongs to the key.
+    """
     key = endpoint.api_key.get_secret_value() if endpoint.api_key is not None else ""
-    parts = (endpoint.provider, endpoint.base_url or "", endpoint.script_name, key)
+    host = urlsplit(endpoint.base_url or "").netloc
+    parts = (endpoint.provider, host, endpoint.script_name, key)
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from pydantic import SecretStr
 
 from benchmarks.caching import (
@@ -61,12 +62,17 @@ async def agent(api: FakeMessagesAPI, root: Path, caching: bool) -> AgentOutput:
         return await run_tool_loop(job)
 
 
-async def test_an_agent_reads_several_files_a_turn_then_writes_and_submits(
-    api: FakeMessagesAPI, tmp_path: Path
-) -> None:
+@pytest.fixture
+def project(api: FakeMessagesAPI, tmp_path: Path) -> Path:
+    """The benchmark's project, and the fake answering as the benchmark's agents."""
     api.script = conversation_reply
-    root = fixture_project(tmp_path / "p", seed=7)
-    output = await agent(api, root, caching=True)
+    return fixture_project(tmp_path / "p", seed=7)
+
+
+async def test_an_agent_reads_several_files_a_turn_then_writes_and_submits(
+    api: FakeMessagesAPI, project: Path
+) -> None:
+    output = await agent(api, project, caching=True)
     turns = [
         [b["input"]["path"] for b in m["content"] if b.get("name") == "read_file"]
         for m in api.requests[-1].body["messages"]
@@ -82,14 +88,12 @@ async def test_an_agent_reads_several_files_a_turn_then_writes_and_submits(
 
 
 async def test_the_figures_are_priced_from_what_the_fake_served(
-    api: FakeMessagesAPI, tmp_path: Path
+    api: FakeMessagesAPI, project: Path
 ) -> None:
-    api.script = conversation_reply
-    root = fixture_project(tmp_path / "p", seed=7)
-    cached = await agent(api, root, caching=True)
+    cached = await agent(api, project, caching=True)
     on = list(api.requests)
     off_start = len(api.requests)
-    plain = await agent(api, root, caching=False)
+    plain = await agent(api, project, caching=False)
     off = api.requests[off_start:]
 
     costs = served_costs(on)
