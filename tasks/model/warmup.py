@@ -62,6 +62,7 @@ _TTL_TRUST = 0.9
 
 
 def is_warm_up(request: dict[str, Any]) -> bool:
+    """Whether a Messages API request is agentmill's warm-up (the fakes answer it briefly)."""
     messages = request.get("messages") or []
     if len(messages) != 1:
         return False
