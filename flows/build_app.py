@@ -69,6 +69,7 @@ from tasks.model.endpoint import (
     aresolve_endpoint,
     use_endpoint,
 )
+from tasks.model.warmup import RUN_WARMUPS, WarmUps
 
 MAX_IDEA_CHARS = 20_000
 # The command line's exit code for "built and committed, but the project's checks fail".
@@ -190,7 +191,13 @@ async def _build(request: BuildRequest) -> BuildResult:
     repo = open_repo(workdir)
     store = Store(workdir)
     budget = Budget(request.budget_usd) if request.budget_usd else None
-    with workspace_lock(workdir, run_id), use_endpoint(endpoint), use_budget(budget):
+    warmups = WarmUps()  # the run's prompt-cache warm-ups, for its ledger
+    with (
+        workspace_lock(workdir, run_id),
+        use_endpoint(endpoint),
+        use_budget(budget),
+        RUN_WARMUPS.use(warmups),
+    ):
         recover_interrupted_phase(workdir)
         refuse_unsafe_state(repo)
         previous = store.load_manifest()
@@ -250,7 +257,7 @@ async def _build(request: BuildRequest) -> BuildResult:
         manifest.status = "failed" if failures else "completed"
         manifest.finished_at = now_iso()
         store.save_manifest(manifest)
-        result = await _report(build, wall, request, endpoint)
+        result = await _report(build, wall, request, endpoint, warmups)
     if failures and budget is not None and budget.exhausted:
         committed = ", ".join(c.phase for c in build.commits) or "none"
         raise BudgetExhausted(
@@ -319,10 +326,12 @@ async def _warm_client(endpoint: Endpoint) -> None:
 
 
 async def _report(
-    build: Build, wall: float, request: BuildRequest, endpoint: Endpoint
+    build: Build, wall: float, request: BuildRequest, endpoint: Endpoint, warmups: WarmUps
 ) -> BuildResult:
     agents = build.agent_reports()
-    metrics = summarise(agents, build.commits, build.agent_deps(), build.report_order(), wall)
+    metrics = summarise(
+        agents, build.commits, build.agent_deps(), build.report_order(), wall, warmups.by_model()
+    )
     report = RunReport(
         run_id=build.run_id,
         idea=request.idea,
@@ -381,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{result.status}: {m.commits} commits in {result.workdir}; {len(result.agents)} agents "
         f"({m.cached_agents} cached), {m.model_requests} model requests, ${m.cost_usd:.4f}, "
         f"wall {m.wall_s:.1f}s (critical path {m.critical_path_s:.1f}s); "
-        f"{result.verification.line()}. Report: {result.report_path}"
+        f"{result.verification.line()}; {m.cache.summary()}. Report: {result.report_path}"
     )
     return CHECKS_FAILED if result.verification.status == "failed" else 0
 

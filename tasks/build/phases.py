@@ -48,6 +48,7 @@ from tasks.common.errors import AgentmillError
 from tasks.common.logs import run_logger
 from tasks.common.trees import CandidateTree
 from tasks.model.endpoint import Provider
+from tasks.model.ledger import CacheLedger
 
 T = TypeVar("T")
 _SETTLED = ("done", "failed", "skipped")
@@ -526,6 +527,9 @@ class Build(GraphHooks):
                     requests=0 if (run.cached or not out) else out.usage.requests,
                     files=len(out.files) if out else 0,
                     error=entry.error,
+                    cache=CacheLedger()
+                    if (run.cached or not out)
+                    else CacheLedger.of(out.usage, out.cost_usd, out.uncached_cost_usd),
                 )
             )
         return reports
