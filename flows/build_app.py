@@ -72,6 +72,7 @@ from tasks.model.endpoint import (
     aresolve_endpoint,
     use_endpoint,
 )
+from tasks.model.warmup import RUN_WARMUPS, WarmUps
 
 MAX_IDEA_CHARS = 20_000
 # The command line's exit code for "built and committed, but the project's checks fail".
@@ -195,7 +196,13 @@ async def _build(request: BuildRequest) -> BuildResult:
     repo = open_repo(workdir)
     store = Store(workdir)
     budget = Budget(request.budget_usd) if request.budget_usd else None
-    with workspace_lock(workdir, run_id), use_endpoint(endpoint), use_budget(budget):
+    warmups = WarmUps()  # the run's prompt-cache warm-ups, for its ledger
+    with (
+        workspace_lock(workdir, run_id),
+        use_endpoint(endpoint),
+        use_budget(budget),
+        RUN_WARMUPS.use(warmups),
+    ):
         recover_interrupted_phase(workdir)
         refuse_unsafe_state(repo)
         previous = store.load_manifest()
@@ -255,7 +262,7 @@ async def _build(request: BuildRequest) -> BuildResult:
         manifest.status = "failed" if failures else "completed"
         manifest.finished_at = now_iso()
         store.save_manifest(manifest)
-        result = await _report(build, wall, request, endpoint)
+        result = await _report(build, wall, request, endpoint, warmups)
     if failures and budget is not None and budget.exhausted:
         committed = ", ".join(c.phase for c in build.commits) or "none"
         raise BudgetExhausted(
@@ -335,10 +342,12 @@ async def _warm_client(endpoint: Endpoint) -> None:
 
 
 async def _report(
-    build: Build, wall: float, request: BuildRequest, endpoint: Endpoint
+    build: Build, wall: float, request: BuildRequest, endpoint: Endpoint, warmups: WarmUps
 ) -> BuildResult:
     agents = build.agent_reports()
-    metrics = summarise(agents, build.commits, build.agent_deps(), build.report_order(), wall)
+    metrics = summarise(
+        agents, build.commits, build.agent_deps(), build.report_order(), wall, warmups.by_model()
+    )
     report = RunReport(
         run_id=build.run_id,
         idea=request.idea,

@@ -31,6 +31,9 @@ class AgentOutput(BaseModel):
     model: str
     provider: Provider
     cost_usd: float = 0.0
+    uncached_cost_usd: float = Field(
+        default=0.0, description="What the same requests would have cost with no prompt caching."
+    )
     duration_s: float = 0.0
     cache_key: str = ""
     result: dict[str, Any] = Field(

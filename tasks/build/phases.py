@@ -15,10 +15,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from prefect.artifacts import aupdate_progress_artifact
+from prefect.client.schemas.objects import State
 from prefect.utilities.annotations import quote
 
 from blocks.team import AgentTeam, Role, checks_id
@@ -48,9 +49,20 @@ from tasks.common.errors import AgentmillError
 from tasks.common.logs import run_logger
 from tasks.common.trees import CandidateTree
 from tasks.model.endpoint import Provider
+from tasks.model.ledger import CacheLedger
 
 T = TypeVar("T")
 _SETTLED = ("done", "failed", "skipped")
+# What of a verdict differs from run to run for the same tree and checks.
+_RUN_STATE: dict[str, Any] = {
+    "rounds": {
+        "__all__": {
+            "started_s": True,
+            "finished_s": True,
+            "checks": {"__all__": {"duration_s", "cached"}},
+        }
+    }
+}
 
 
 class PhaseFailed(AgentmillError, RuntimeError):
@@ -235,11 +247,9 @@ class Build(GraphHooks):
             summary=f"{phase}: {verdict.line()}",
             decisions=[f"round {r.round}: {c.name} {c.status}" for r in rounds for c in r.checks],
             files=fixed,
-            # Without the rounds' times: the result is in dependants' cache keys, and the
-            # same tree and checks must read the same on every run.
-            result=verdict.model_dump(
-                mode="json", exclude={"rounds": {"__all__": {"started_s", "finished_s"}}}
-            ),
+            # Without times and cache flags: the result is in dependants' cache keys,
+            # and the same tree and checks must read the same on every run.
+            result=verdict.model_dump(mode="json", exclude=_RUN_STATE),
             model="checks",
             provider=self.provider,
         )
@@ -250,26 +260,28 @@ class Build(GraphHooks):
 
     async def _run_checks(self, tree: CandidateTree, phase: str) -> list[CheckRun]:
         """Every check the tree calls for, at once, each a cached Prefect task."""
-        paths = tree.paths()
-        configs = {
-            path: content
-            for path, content in (await asyncio.to_thread(self._config_texts, tree, paths)).items()
-        }
+        configs = await asyncio.to_thread(self._config_texts, tree, tree.paths())
         declared = [c for r in self._roles_of(phase) for c in self.plan.roles[r].checks]
         specs = detect_checks(tree, configs, declared, self.team.check_timeout_s)
-        runs = await asyncio.gather(
-            # quoted: Prefect would walk every file of the tree looking for futures
-            *(
-                run_check(cast("CandidateTree", quote(tree)), spec, self.install_deps)
-                for spec in specs
-            ),
-            return_exceptions=True,
-        )
+        # quoted: Prefect would walk every file of the tree looking for futures. Prefect
+        # types an async task's call with return_state as returning the State itself.
+        quoted = cast("CandidateTree", quote(tree))
+        pending = [
+            cast(
+                "Awaitable[State[CheckRun]]",
+                run_check(quoted, spec, self.install_deps, return_state=True),
+            )
+            for spec in specs
+        ]
+        states = await asyncio.gather(*pending)
         results: list[CheckRun] = []
-        for spec, outcome in zip(specs, runs, strict=True):
-            if isinstance(outcome, NotCached):
-                results.append(outcome.run)
-            elif isinstance(outcome, BaseException):
+        for spec, state in zip(specs, states, strict=True):
+            try:
+                run = await cast("Awaitable[CheckRun]", state.result())
+                results.append(run.model_copy(update={"cached": state.name == "Cached"}))
+            except NotCached as exc:
+                results.append(exc.run)
+            except Exception as exc:
                 results.append(
                     CheckRun(
                         name=spec.name,
@@ -278,11 +290,9 @@ class Build(GraphHooks):
                         exit_code=None,
                         duration_s=0.0,
                         sandbox="process",
-                        output_tail=f"the check could not run: {outcome}",
+                        output_tail=f"the check could not run: {exc}",
                     )
                 )
-            else:
-                results.append(outcome)
         return results
 
     @staticmethod
@@ -520,6 +530,9 @@ class Build(GraphHooks):
                     requests=0 if (run.cached or not out) else out.usage.requests,
                     files=len(out.files) if out else 0,
                     error=entry.error,
+                    cache=CacheLedger()
+                    if (run.cached or not out)
+                    else CacheLedger.of(out.usage, out.cost_usd, out.uncached_cost_usd),
                 )
             )
         return reports

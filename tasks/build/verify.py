@@ -70,6 +70,7 @@ class CheckRun(BaseModel):
     sandbox: SandboxKind
     output_tail: str
     missing_dependency: str | None = None
+    cached: bool = Field(default=False, description="Its result came from Prefect's cache.")
 
 
 class VerificationRound(BaseModel):

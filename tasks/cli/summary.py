@@ -1,8 +1,8 @@
 """The final summary of a run, as a small table: what landed, whether it checks out, what it cost.
 
 Read from the run's result (a BuildResult or an IssuesSummary) and, for the
-phases, from the progress the live view kept. The prompt-cache figures are
-whatever RunMetrics holds under a name with "cache" in it.
+phases, from the progress the live view kept; the prompt cache's line is its
+ledger's own (tasks.model.ledger).
 """
 
 from __future__ import annotations
@@ -14,29 +14,12 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from tasks.build.report import AgentReport, RunMetrics
+from tasks.build.report import AgentReport
 from tasks.cli.progress import BuildProgress, clock_text
 from tasks.issues.report import IssuesSummary
 
 if TYPE_CHECKING:
     from flows.build_app import BuildResult
-
-
-def _cache_figures(metrics: RunMetrics) -> list[tuple[str, str]]:
-    """Every prompt-cache figure the run metrics hold, as (label, value) rows.
-
-    Whatever numbers RunMetrics carries under a name with "cache" in it (the
-    prompt cache's reads, writes, savings), so a new figure shows up here
-    without a change; cached agents are counted in the phase table already.
-    """
-    rows = []
-    for name, value in metrics.model_dump().items():
-        if name == "cached_agents" or "cache" not in name:
-            continue
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            label = name.replace("_", " ")
-            rows.append((label, f"{value:,}" if isinstance(value, int) else f"{value:.4f}"))
-    return rows
 
 
 def build_summary(result: BuildResult, progress: BuildProgress) -> RenderableType:
@@ -67,7 +50,7 @@ def build_summary(result: BuildResult, progress: BuildProgress) -> RenderableTyp
         ("verification", result.verification.line()),
         ("model", "OFFLINE (placeholder output)" if result.provider == "offline" else "Claude"),
         ("cost", f"${m.cost_usd:.4f}, {m.tokens:,} tokens, {m.model_requests} model requests"),
-        *_cache_figures(m),
+        ("prompt cache", m.cache.summary().removeprefix("cache ")),
         (
             "wall vs critical path",
             f"{m.wall_s:.1f}s vs {m.critical_path_s:.1f}s (efficiency {m.parallel_efficiency:.2f})",

@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -283,7 +283,6 @@ class PlainProcess:
     """The fallback without bwrap: a scrubbed, bounded subprocess; isolated only from the net."""
 
     kind: SandboxKind = "process"
-    _unshare: list[str] | None = field(default=None)
 
     async def run(
         self,

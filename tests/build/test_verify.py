@@ -6,6 +6,7 @@ import base64
 import hashlib
 import io
 import json
+import shutil
 import sys
 import uuid
 import zipfile
@@ -31,6 +32,12 @@ def test_checks_are_detected_from_the_tree(tmp_path: Path) -> None:
     names = [c.name for c in detect_checks(tested, typed, declared=["make lint"])]
     assert names == ["ruff", "pytest", "mypy", "make lint"]
     assert all(c.command[0] == sys.executable for c in detect_checks(tested, typed)[:3])
+    web = tree.__class__(tree.workdir, tree.base_tree, ({"package.json": "", "Makefile": ""},))
+    package = '{"scripts": {"test": "vitest", "lint": "eslint .", "dev": "vite"}}'
+    configs = {"package.json": package, "Makefile": "all:\n\ttrue\ntest: all\n\tpytest\n"}
+    names = [c.name for c in detect_checks(web, configs)]
+    expected = ["npm lint", "npm test"] if shutil.which("node") and shutil.which("npm") else []
+    assert names == [*expected, *(["make test"] if shutil.which("make") else [])]
 
 
 def test_a_failure_points_at_the_files_its_output_names() -> None:

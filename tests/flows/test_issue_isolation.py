@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -84,9 +85,9 @@ def test_a_test_that_harvests_secrets_gets_nothing_out(tmp_path: Path, sandbox: 
     git(tmp_path, "clone", "-q", "--bare", str(seed), str(remote))
     with FakeGitHub(TOKEN) as github, FakeMessagesAPI(script=hostile) as api:
         github.add_repo(REPO, str(remote))
-        # Worded for this test alone: test_existing_repo works "Add a CSV export" on the
-        # same tree, and its cached code agent would stand in for the hostile one.
-        github.add_issue(REPO, "Add a CSV export", f"Export the page ({sandbox}).", ["agent:ready"])
+        # an issue of its own: a cached code agent of another test would not run the script
+        body = f"Export the page ({uuid.uuid4()})."
+        github.add_issue(REPO, "Add a CSV export", body, ["agent:ready"])
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST")},
             "GITHUB_TOKEN": TOKEN,

@@ -153,7 +153,14 @@ def test_sigkill_mid_implementation_then_rerun_resumes_exactly_once(
     else:
         first.kill()
         pytest.fail("the first run never reached the implementation phase")
-    time.sleep(1.0)  # let the fast implementation agents finish and persist their results
+    # Let the agents that are not stuck behind WEB_DEV finish and persist their results:
+    # wait until no request has come for a while (a loaded machine is slow), then a bit more.
+    quiet_since, seen = time.monotonic(), len(api.requests)
+    while time.monotonic() - quiet_since < 2.0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        if len(api.requests) != seen:
+            quiet_since, seen = time.monotonic(), len(api.requests)
+    time.sleep(1.5)
     finished = {role for role, n in api.requests_by_role().items() if n >= requests_of(role)}
     first.send_signal(signal.SIGKILL)
     first.wait()
