@@ -194,6 +194,8 @@ class BuildLines(BuildProgress):
         super().__init__()
         self.console = console
         self._announced: set[str] = set()
+        self._ended: dict[str, str] = {}  # phases that ended after one still running
+        self._told: set[str] = set()
 
     def _say(self, text: str) -> None:
         self.console.print(text, markup=False, highlight=False, soft_wrap=True)
@@ -229,11 +231,24 @@ class BuildLines(BuildProgress):
     ) -> None:
         super().phase_ended(phase, commit, error)
         if error is not None:
-            self._say(f"{phase}: not committed: {error}")
+            line = f"{phase}: not committed: {error}"
         elif commit is not None:
-            self._say(f"{phase}: committed {commit.sha[:12]}")
+            line = f"{phase}: committed {commit.sha[:12]}"
         else:
-            self._say(f"{phase}: no change, no commit")
+            line = f"{phase}: no change, no commit"
+        self._told.discard(phase)  # a phase the approval gate sent back ends again
+        self._ended[phase] = line
+        self._say_ended_in_order()
+
+    def _say_ended_in_order(self) -> None:
+        """Phases' ends in plan order, as their commits land: a subflow may return out of turn."""
+        for phase in self.phases:
+            line = self._ended.pop(phase.name, None)
+            if line is not None:
+                self._told.add(phase.name)
+                self._say(line)
+            elif phase.name not in self._told:
+                return  # held until this one ends
 
     def _phase_of(self, role_id: str) -> PhaseState | None:
         return next((p for p in self.phases if role_id in p.roles), None)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from rich.console import Console
 
 from blocks.team import AgentTeam, Role
 from tasks.agents.graph import Finished
@@ -15,6 +17,7 @@ from tasks.agents.output import AgentOutput, Usage
 from tasks.build.planning import plan_phases
 from tasks.build.report import CommitRecord
 from tasks.cli.history import record, recorded
+from tasks.cli.live import BuildLines
 from tasks.cli.progress import BuildProgress, IssuesProgress, clock_text
 from tasks.issues.github import Issue
 from tasks.issues.report import IssueResult
@@ -123,6 +126,23 @@ def test_phases_count_their_agents_and_take_their_commit() -> None:
     assert architecture.outcome == "failed" and "earlier" in architecture.error
     progress.started("A", job("A"))  # the approval gate sent planning back
     assert planning.outcome == "open"
+
+
+def test_plain_lines_tell_phase_ends_in_the_order_the_commits_land() -> None:
+    out = io.StringIO()
+    lines = planned(BuildLines(Console(file=out, width=200)))
+    architecture = CommitRecord(phase="architecture", sha="bbb222", agents=[])
+    lines.phase_ended("architecture", architecture, None)  # its subflow returned first
+    assert "architecture:" not in out.getvalue()
+    lines.phase_ended("planning", CommitRecord(phase="planning", sha="aaa111", agents=[]), None)
+    lines.started("A", job("A"))  # the approval gate sent planning back
+    lines.phase_ended("planning", CommitRecord(phase="planning", sha="ccc333", agents=[]), None)
+    ends = [line for line in out.getvalue().splitlines() if "committed" in line]
+    assert ends == [
+        "planning: committed aaa111",
+        "architecture: committed bbb222",
+        "planning: committed ccc333",
+    ]
 
 
 def test_issues_are_estimated_by_free_slots() -> None:
