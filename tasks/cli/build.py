@@ -53,13 +53,14 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return EXIT_ERROR
     progress: BuildProgress = BuildProgress() if is_live(console) else BuildLines(console)
     try:
-        with BUILD_WATCHER.use(progress):
-            result = shown(
-                console,
-                lambda: render_build(progress),
-                lambda: asyncio.run(abuild_app(**params)),
-                verbose=args.verbose,
-            )
+        result = shown(
+            console,
+            BUILD_WATCHER,
+            progress,
+            lambda: render_build(progress),
+            lambda: asyncio.run(abuild_app(**params)),
+            verbose=args.verbose,
+        )
     except KeyboardInterrupt:
         error("interrupted; committed phases stay, and a rerun continues from the cache")
         return EXIT_INTERRUPTED

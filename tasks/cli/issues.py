@@ -38,13 +38,14 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return EXIT_ERROR
     progress: IssuesProgress = IssuesProgress() if is_live(console) else IssuesLines(console)
     try:
-        with ISSUES_WATCHER.use(progress):
-            summary = shown(
-                console,
-                lambda: render_issues(progress),
-                lambda: process_issues(**params),
-                verbose=args.verbose,
-            )
+        summary = shown(
+            console,
+            ISSUES_WATCHER,
+            progress,
+            lambda: render_issues(progress),
+            lambda: process_issues(**params),
+            verbose=args.verbose,
+        )
     except KeyboardInterrupt:
         error("interrupted; opened pull requests stay, and a rerun skips them")
         return EXIT_INTERRUPTED

@@ -34,6 +34,7 @@ from tasks.cli.progress import (
     clock_text,
 )
 from tasks.cli.terminal import is_live, prefect_logs
+from tasks.common.context import Scoped
 from tasks.issues.report import IssueResult
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from tasks.issues.github import Issue
 
 T = TypeVar("T")
+W = TypeVar("W")
 REFRESH_PER_S = 4
 BAR_WIDTH = 24
 MAX_RUNNING_SHOWN = 6
@@ -48,14 +50,21 @@ OFFLINE_NOTE = "OFFLINE MODEL: placeholder output, not real work"
 
 
 def shown(
-    console: Console, render: Callable[[], RenderableType], run: Callable[[], T], *, verbose: bool
+    console: Console,
+    watcher: Scoped[W | None],
+    progress: W,
+    render: Callable[[], RenderableType],
+    run: Callable[[], T],
+    *,
+    verbose: bool,
 ) -> T:
-    """`run()`, with its progress redrawn by `render` on a terminal, and Prefect's lines quiet.
+    """`run()` with `progress` as its current watcher, redrawn by `render` on a terminal.
 
-    Without a terminal nothing is redrawn: the watcher the caller made current
+    Prefect's own lines are quiet meanwhile (tasks.cli.terminal). Without a
+    terminal nothing is redrawn: `progress` is then a `*Lines` watcher that
     prints its own plain lines.
     """
-    with prefect_logs(console, verbose=verbose):
+    with watcher.use(progress), prefect_logs(console, verbose=verbose):
         if not is_live(console):
             return run()
         with live_view(console, render):

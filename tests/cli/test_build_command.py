@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from blocks.team import AgentTeam, Role, default_team
+from blocks.team import AgentTeam, default_team
 from flows.build_app import abuild_app
 from tasks.build.planning import plan_phases
 from tasks.build.report import CommitRecord
@@ -26,6 +26,7 @@ from tasks.cli.history import history_path, recorded
 from tasks.cli.main import main
 from tasks.cli.progress import BuildProgress
 from tasks.testing.repos import git
+from tasks.testing.teams import PLANNER_AND_BUILDER
 
 PHASES = [p.name for p in plan_phases(default_team()).phases]
 PREFECT_NOISE = ("Created task run", "Finished in state", "Beginning subflow run")
@@ -34,19 +35,8 @@ PREFECT_NOISE = ("Created task run", "Finished in state", "Beginning subflow run
 @pytest.fixture
 def small_team() -> str:
     """A saved two-role team: a real build in a couple of seconds."""
-    roles = [
-        Role(id="PLANNER", title="Planner", phase="planning", track="p", instructions="plan"),
-        Role(
-            id="BUILDER",
-            title="Builder",
-            phase="implementation",
-            track="i",
-            depends_on=["PLANNER"],
-            instructions="build",
-        ),
-    ]
     name = f"small-{uuid.uuid4().hex[:8]}"
-    AgentTeam(roles=roles).save(name)
+    AgentTeam(roles=PLANNER_AND_BUILDER).save(name)
     return name
 
 

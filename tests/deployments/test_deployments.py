@@ -34,13 +34,14 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.schedules import IntervalSchedule
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from blocks import AgentTeam, AnthropicCredentials, GitHubCredentials, Role
+from blocks import AgentTeam, AnthropicCredentials, GitHubCredentials
 from tasks.build.offline_script import REQUESTS_PER_AGENT as PER_AGENT
 from tasks.testing.github_api import FakeGitHub
 from tasks.testing.messages_api import FakeMessagesAPI
 from tasks.testing.prefect_api import agentmill_events, stop
 from tasks.testing.prefect_server import PrefectServer
 from tasks.testing.repos import CHECKOUT, git, init_repo
+from tasks.testing.teams import PLANNER_AND_BUILDER
 
 pytestmark = pytest.mark.integration
 
@@ -215,17 +216,7 @@ def test_a_fresh_server_with_no_block_builds_offline_on_a_worker(
     )
 
 
-TEAM = [
-    Role(id="PLANNER", title="Planner", phase="planning", track="p", instructions="plan"),
-    Role(
-        id="BUILDER",
-        title="Builder",
-        phase="implementation",
-        track="i",
-        depends_on=["PLANNER"],
-        instructions="build",
-    ),
-]
+TEAM = PLANNER_AND_BUILDER
 
 
 def test_a_saved_key_is_used_by_the_next_run_and_stored_in_no_record(
