@@ -241,6 +241,9 @@ async def run_checks(anthropic_block: str, github_block: str | None) -> list[Che
     return checks
 
 
+DESCRIPTION = "Check Python, git, the Prefect API, the keys, bubblewrap and the result storage."
+
+
 def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--credentials",

@@ -13,53 +13,56 @@ BuildRequest and IssuesRequest), as `python -m flows.build_app` and
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Callable, Sequence
-
-from tasks.cli import build, doctor, issues
-from tasks.cli.prefect_api import api_ready
-from tasks.cli.terminal import make_console
-
-Runner = Callable[[argparse.ArgumentParser, argparse.Namespace], int]
+from collections.abc import Sequence
+from typing import Protocol, cast
 
 
-def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from deployments.serve import main as serve  # imports every flow: only when asked
+class Command(Protocol):
+    """What each tasks.cli module of a subcommand provides."""
 
-    if not api_ready(make_console()):
-        return build.EXIT_ERROR
-    serve()
-    return 0
+    DESCRIPTION: str
+
+    def add_options(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, parser: argparse.ArgumentParser, args: argparse.Namespace) -> int: ...
 
 
-def parser() -> argparse.ArgumentParser:
+# Name, module and one-line summary. A module is imported only when its command runs:
+# `build` and `issues` import the flows (and Prefect's server), which takes seconds on a
+# loaded machine, and `agentmill doctor` or `agentmill --help` should not wait for that.
+COMMANDS = {
+    "build": ("tasks.cli.build", "build an idea, one git commit per phase"),
+    "issues": ("tasks.cli.issues", "work labelled GitHub issues into reviewed pull requests"),
+    "serve": ("tasks.cli.serve", "serve every flow from this process, with its schedule"),
+    "doctor": ("tasks.cli.doctor", "check what a run needs and say how to fix each gap"),
+}
+
+
+def parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The command line, with the options of the command `argv` names (only that one's)."""
     top = argparse.ArgumentParser(
         prog="agentmill",
         description="A team of Claude agents that turns an idea, or a GitHub issue, into "
         "committed work, orchestrated by Prefect.",
     )
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    entries: list[tuple[str, str, str, Callable[[argparse.ArgumentParser], None], Runner]] = [
-        ("build", "build an idea, one git commit per phase", build.DESCRIPTION,
-         build.add_options, build.run),
-        ("issues", "work labelled GitHub issues into reviewed pull requests", issues.DESCRIPTION,
-         issues.add_options, issues.run),
-        ("serve", "serve every flow from this process, with its schedule",
-         "Serve build-app and triage-issues from this process (no work pool needed).",
-         lambda p: None, _serve),
-        ("doctor", "check what a run needs and say how to fix each gap",
-         "Check Python, git, the Prefect API, the keys, bubblewrap and the result storage.",
-         doctor.add_options, doctor.run),
-    ]  # fmt: skip
-    for name, summary, description, add_options, runner in entries:
-        command = commands.add_parser(name, help=summary, description=description)
-        add_options(command)
-        command.set_defaults(runner=runner, command_parser=command)
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    for name, (module_name, summary) in COMMANDS.items():
+        if name != chosen:
+            commands.add_parser(name, help=summary)
+            continue
+        module = cast(Command, importlib.import_module(module_name))
+        command = commands.add_parser(name, help=summary, description=module.DESCRIPTION)
+        module.add_options(command)
+        command.set_defaults(runner=module.run, command_parser=command)
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser(argv).parse_args(argv)
     code: int = args.runner(args.command_parser, args)
     return code
 

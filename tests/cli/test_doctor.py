@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from prefect.settings import PREFECT_API_URL, PREFECT_RESULTS_LOCAL_STORAGE_PATH
 
 from blocks.credentials import AnthropicCredentials
 from tasks.cli.main import main
+from tasks.testing.repos import CHECKOUT
 
 KEY = "sk-ant-api03-doctor-test-0000000000000000000000"
 CHECKS = ("python", "git", "prefect api", "anthropic key", "bubblewrap", "result storage")
@@ -72,3 +75,20 @@ def test_each_gap_says_how_to_fix_it(
     assert found["anthropic key"] == "warn" and "runs use the offline model" in out
     assert found["github token"] == "fail" and "fix: export GITHUB_TOKEN" in out
     assert found["result storage"] == "fail" and "PREFECT_RESULTS_LOCAL_STORAGE_PATH" in out
+
+
+def test_doctor_and_help_do_not_import_the_flows() -> None:
+    """The flows (and Prefect's server) take seconds to import: only build and issues need them."""
+    probe = (
+        "import sys, contextlib, io\n"
+        "from tasks.cli.main import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['--help'])\n"
+        "from tasks.cli.main import parser\n"
+        "parser(['doctor'])\n"
+        "print(sorted(m for m in sys.modules if m.startswith('flows')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=CHECKOUT
+    ).stdout
+    assert out.strip() == "[]"
