@@ -1,8 +1,9 @@
 """Serve every agentmill flow from this process, with its schedule; no work pool needed.
 
-    python -m deployments.serve
+    python -m deployments.serve    # or: agentmill serve
 
-    agentmill serve            # the same, after making sure a Prefect API is up
+Both make sure a Prefect API is up first (tasks.cli.serve: with no
+PREFECT_API_URL, a local server started with the time its first start needs).
 
 Needs the same credentials as the flows themselves, found when each run
 starts: the `anthropic` and `github` credentials blocks (or the names in the
@@ -15,6 +16,7 @@ as in prefect.yaml, since it pushes branches and opens PRs on a real repository.
 from __future__ import annotations
 
 import os
+import sys
 
 from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
@@ -55,4 +57,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from tasks.cli.main import main as agentmill  # the API first, then main()
+
+    sys.exit(agentmill(["serve"]))
