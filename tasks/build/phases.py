@@ -26,7 +26,7 @@ from blocks.team import AgentTeam, Role, checks_id
 from tasks.agents.graph import AgentGraph, Finished, GraphHooks, Node
 from tasks.agents.job import AgentJob, agent_settings
 from tasks.agents.output import AgentOutput
-from tasks.agents.watch import Observed
+from tasks.agents.watch import Observed, tell
 from tasks.build.commit import commit_phase
 from tasks.build.events import emit_agent_event, emit_phase_committed
 from tasks.build.planning import Phase, Plan
@@ -44,6 +44,7 @@ from tasks.build.verify import (
     pointed_at,
     run_check,
 )
+from tasks.build.watch import BuildWatcher
 from tasks.common.context import Scoped
 from tasks.common.errors import AgentmillError
 from tasks.common.logs import run_logger
@@ -198,6 +199,12 @@ class Build(GraphHooks):
 
     # -- verification ------------------------------------------------------------
 
+    def _tell_watchers(self, method: str, *args: object) -> None:
+        """What the checks do, for a watcher of the build (no agent hook reports a step)."""
+        for observer in self.observers:
+            if isinstance(observer, BuildWatcher):
+                tell(observer, method, *args)
+
     async def verify_phase(self, phase: str) -> AgentOutput:
         """Run the phase's checks on its candidate tree; fix, at most `fix_rounds` times.
 
@@ -219,6 +226,7 @@ class Build(GraphHooks):
             for number in range(1, self.team.fix_rounds + 2):
                 tree = CandidateTree(str(self.workdir), self.base_tree, (*layers, dict(fixed)))
                 began = time.perf_counter() - self.clock_start
+                self._tell_watchers("checking", phase, number)
                 checks = await self._run_checks(tree, phase)
                 if not checks:
                     break
@@ -242,6 +250,8 @@ class Build(GraphHooks):
                     fixed.update(output.files)
         verdict = Verification.of(rounds)
         self.verification = Verification.of([*self.verification.rounds, *rounds])
+        if rounds:
+            self._tell_watchers("checked", phase, verdict)
         output = AgentOutput(
             role=node,
             summary=f"{phase}: {verdict.line()}",

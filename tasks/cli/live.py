@@ -39,6 +39,7 @@ from tasks.issues.report import IssueResult
 
 if TYPE_CHECKING:
     from tasks.build.phases import Build
+    from tasks.build.verify import Verification
     from tasks.issues.github import Issue
 
 T = TypeVar("T")
@@ -152,8 +153,11 @@ def render_build(progress: BuildProgress) -> RenderableType:
             fixing = sum(1 for a in progress.extras(phase) if a.status == "running")
             counts += f"  {fixing} fixing" if fixing else ""
             outcome = _phase_outcome(phase)
-            if phase.outcome == "open" and total and settled == total and not fixing:
-                outcome = Text("checks, then commit", style="dim")
+            if phase.outcome == "open" and phase.checking and not fixing:
+                outcome = Text(f"checks running (round {phase.checking})", style="cyan")
+            elif phase.outcome == "open" and total and settled == total and not fixing:
+                checked = f"checks {phase.checks}; to commit" if phase.checks else ""
+                outcome = Text(checked or "waiting to commit", style="dim")
             table.add_row(phase.name, _bar(settled, running, total), counts, outcome)
         tokens, cost = progress.spent()
         where = f"{progress.workdir}  " if progress.workdir else ""
@@ -234,6 +238,10 @@ class BuildLines(BuildProgress):
     def skipped(self, role_id: str, error: str) -> None:
         super().skipped(role_id, error)
         self._maybe_settled(role_id)
+
+    def checked(self, phase: str, verdict: Verification) -> None:
+        super().checked(phase, verdict)
+        self._say(f"{phase}: {verdict.line()}")
 
     def phase_ended(
         self, phase: str, commit: CommitRecord | None, error: BaseException | None

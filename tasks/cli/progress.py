@@ -30,6 +30,7 @@ from tasks.issues.watch import IssuesWatcher
 
 if TYPE_CHECKING:
     from tasks.build.phases import Build
+    from tasks.build.verify import Verification
     from tasks.issues.github import Issue
     from tasks.issues.report import IssueResult
 
@@ -61,6 +62,9 @@ class PhaseState:
     outcome: Literal["open", "committed", "unchanged", "failed"] = "open"
     commit: str = ""
     error: str = ""
+    checking: int = 0  # the round of checks running now (0: none)
+    checks: str = ""  # the checks' verdict once they are done: passed or failed
+    checks_line: str = ""  # and in words, with rounds and fixes
 
 
 class AgentBook(GraphHooks):
@@ -157,11 +161,26 @@ class BuildProgress(AgentBook, BuildWatcher):
                 agent.model = build.team.model_for(role)
                 agent.depends_on = list(role.depends_on)
 
+    def checking(self, phase: str, round_number: int) -> None:
+        with self.lock:
+            state = self._phase_named(phase)
+            if state is not None:
+                state.checking = round_number
+
+    def checked(self, phase: str, verdict: Verification) -> None:
+        with self.lock:
+            state = self._phase_named(phase)
+            if state is not None:
+                state.checking, state.checks, state.checks_line = 0, verdict.status, verdict.line()
+
+    def _phase_named(self, name: str) -> PhaseState | None:
+        return next((p for p in self.phases if p.name == name), None)
+
     def phase_ended(
         self, phase: str, commit: CommitRecord | None, error: BaseException | None
     ) -> None:
         with self.lock:
-            state = next((p for p in self.phases if p.name == phase), None)
+            state = self._phase_named(phase)
             if state is None:
                 return
             if error is not None:
@@ -176,6 +195,7 @@ class BuildProgress(AgentBook, BuildWatcher):
             for phase in self.phases:  # the approval gate sends a committed phase back
                 if role_id in phase.roles and phase.outcome != "open":
                     phase.outcome, phase.commit, phase.error = "open", "", ""
+                    phase.checking, phase.checks, phase.checks_line = 0, "", ""
             super().started(role_id, job)
 
     def counts(self, phase: PhaseState) -> tuple[int, int, int]:

@@ -16,8 +16,9 @@ from tasks.agents.job import AgentJob, AgentSettings
 from tasks.agents.output import AgentOutput, Usage
 from tasks.build.planning import plan_phases
 from tasks.build.report import CommitRecord
+from tasks.build.verify import CheckRun, Verification, VerificationRound
 from tasks.cli.history import record, recorded
-from tasks.cli.live import BuildLines
+from tasks.cli.live import BuildLines, render_build
 from tasks.cli.progress import BuildProgress, IssuesProgress, clock_text
 from tasks.issues.github import Issue
 from tasks.issues.report import IssueResult
@@ -143,6 +144,43 @@ def test_plain_lines_tell_phase_ends_in_the_order_the_commits_land() -> None:
         "architecture: committed bbb222",
         "planning: committed ccc333",
     ]
+
+
+def test_a_phases_checks_show_while_they_run_and_their_verdict_after() -> None:
+    out = io.StringIO()
+    lines = planned(BuildLines(Console(file=out, width=200)))
+    lines.started("A", job("A"))
+    lines.finished("A", finished("A", 1.0))
+    lines.started("D", job("D"))
+    lines.finished("D", finished("D", 1.0))
+
+    def frame() -> str:
+        screen = Console(file=io.StringIO(), width=120, record=True)
+        screen.print(render_build(lines))
+        return next(line for line in screen.export_text().splitlines() if "planning" in line)
+
+    assert frame().endswith("waiting to commit")  # no checks have started: nothing to check yet
+    lines.checking("planning", 2)
+    assert frame().endswith("checks running (round 2)")
+    passed = CheckRun(
+        name="pytest",
+        command="pytest -q",
+        status="passed",
+        exit_code=0,
+        duration_s=1.0,
+        sandbox="process",
+        output_tail="",
+    )
+    failed = passed.model_copy(update={"status": "failed", "exit_code": 1})
+    rounds = [
+        VerificationRound(round=1, phase="planning", checks=[failed], fixed_by=["A_FIX_1"]),
+        VerificationRound(round=2, phase="planning", checks=[passed]),
+    ]
+    lines.checked("planning", Verification.of(rounds))
+    assert frame().endswith("checks passed; to commit")
+    assert "planning: checks passed (2 round(s), 1 fix(es))" in out.getvalue().splitlines()
+    lines.started("A", job("A"))  # sent back by the approval gate: its checks run again
+    assert "checks" not in frame()
 
 
 def test_issues_are_estimated_by_free_slots() -> None:
