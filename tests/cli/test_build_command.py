@@ -56,9 +56,13 @@ def test_without_a_terminal_a_build_prints_a_few_lines_per_phase_and_a_summary(
     )
     for phase in PHASES:
         mine = [line for line in progress if line.startswith(f"{phase}: ")]
-        assert 2 <= len(mine) <= 3, mine  # started, settled, committed: not one per request
+        # started, settled, the checks' verdict, committed: not one per request
+        assert 2 <= len(mine) <= 4, mine
         assert re.search(rf"^{phase}: committed [0-9a-f]{{12}}$", "\n".join(mine), re.M)
-    assert len(progress) <= 2 + 3 * len(PHASES)
+    assert len(progress) <= 2 + 4 * len(PHASES)
+    assert "implementation: checks passed (2 round(s), 1 fix(es))" in progress  # the offline bug
+    committed = [line.split(":")[0] for line in progress if ": committed " in line]
+    assert committed == PHASES  # in the order the commits land
     summary = "\n".join(lines[len(progress) :])
     for sha in git(workdir, "rev-list", "HEAD").split():
         assert sha[:12] in summary
