@@ -2,7 +2,9 @@
 
 Turns and tokens are bounded, the budget is checked before every call, and a
 model that stops without submitting is reminded once. Tool errors go back to
-the model as error results, so it can correct itself.
+the model as error results, so it can correct itself; each is logged as a
+warning and counted in the output's `refused`, so an agent whose writes were
+all refused does not pass for one that did its work.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from anthropic.types import Message
 from blocks.team import Role
 from tasks.agents.errors import AgentError, ToolError
 from tasks.agents.job import AgentJob
-from tasks.agents.output import AgentOutput
+from tasks.agents.output import AgentOutput, Refusal
 from tasks.agents.prompts import estimate_tokens, pointer_message, system_prompt, tools_for
 from tasks.agents.tools import AgentView, Limits, Submission, call_tool
 from tasks.common.logs import run_logger
 from tasks.common.retry import Backoff
+from tasks.common.secrets import redact
 from tasks.model.budget import call_estimate, current_budget
 from tasks.model.client import get_client
 from tasks.model.endpoint import current_endpoint
@@ -40,6 +43,7 @@ async def run_tool_loop(job: AgentJob, backoff: Backoff = MODEL_BACKOFF) -> Agen
         upstream=job.upstream,
         limits=Limits(max_file_bytes=settings.max_file_bytes, max_files=settings.max_files),
         result_schema=job.result_schema,
+        protected_dirs=job.protected_dirs,
     )
     usage = Usage()
     messages: list[dict[str, Any]] = [{"role": "user", "content": pointer_message(role)}]
@@ -57,6 +61,7 @@ async def run_tool_loop(job: AgentJob, backoff: Backoff = MODEL_BACKOFF) -> Agen
         usage.requests += 1
 
     budget = current_budget() if job.provider != "offline" else None
+    refused: list[Refusal] = []
     last_tool_error = ""
     for _turn in range(settings.max_turns):
         hold = budget.reserve(f"agent {role.id}", call_estimate(request)) if budget else 0
@@ -88,7 +93,7 @@ async def run_tool_loop(job: AgentJob, backoff: Backoff = MODEL_BACKOFF) -> Agen
                 "content": [b.model_dump(exclude_none=True) for b in reply.content],
             }
         )
-        results, submission = _run_tools(view, reply)
+        results, submission = _run_tools(view, reply, role.id, refused)
         errors = [r["content"] for r in results if r.get("is_error")]
         last_tool_error = errors[-1] if errors else last_tool_error
         if submission is not None:
@@ -100,6 +105,7 @@ async def run_tool_loop(job: AgentJob, backoff: Backoff = MODEL_BACKOFF) -> Agen
                 next_steps=submission.next_steps,
                 warnings=submission.warnings,
                 result=submission.result or {},
+                refused=refused,
                 usage=usage,
                 model=settings.model,
                 provider=job.provider,
@@ -108,8 +114,8 @@ async def run_tool_loop(job: AgentJob, backoff: Backoff = MODEL_BACKOFF) -> Agen
                 cache_key=job.cache_key(),
             )
             run_logger("agentmill.agent").info(
-                "agent %s submitted: %d files, %d tokens, $%.4f",
-                role.id, len(output.files), usage.total_tokens, output.cost_usd,
+                "agent %s submitted: %d files, %d tokens, $%.4f, %d tool calls refused",
+                role.id, len(output.files), usage.total_tokens, output.cost_usd, len(refused),
             )  # fmt: skip
             return output
         if not results:
@@ -126,7 +132,9 @@ async def run_tool_loop(job: AgentJob, backoff: Backoff = MODEL_BACKOFF) -> Agen
     )
 
 
-def _run_tools(view: AgentView, reply: Message) -> tuple[list[dict[str, Any]], Submission | None]:
+def _run_tools(
+    view: AgentView, reply: Message, role_id: str, refused: list[Refusal]
+) -> tuple[list[dict[str, Any]], Submission | None]:
     """Run every tool_use block of a reply (any position, not only the first)."""
     results: list[dict[str, Any]] = []
     submission: Submission | None = None
@@ -136,6 +144,7 @@ def _run_tools(view: AgentView, reply: Message) -> tuple[list[dict[str, Any]], S
         try:
             outcome = call_tool(view, block.name, block.input)
         except ToolError as exc:
+            refused.append(_refusal(role_id, block.name, block.input, exc))
             results.append(
                 {
                     "type": "tool_result",
@@ -150,6 +159,19 @@ def _run_tools(view: AgentView, reply: Message) -> tuple[list[dict[str, Any]], S
             outcome = "submitted"
         results.append({"type": "tool_result", "tool_use_id": block.id, "content": outcome})
     return results, submission
+
+
+def _refusal(role_id: str, tool: str, args: Any, exc: ToolError) -> Refusal:
+    """Record and log a refused call; what the model chose (path, reason) is redacted first."""
+    path = args.get("path") if isinstance(args, dict) else None
+    refusal = Refusal(
+        tool=tool, path=redact(path)[:300] if isinstance(path, str) else "",
+        reason=redact(str(exc))[:500],
+    )  # fmt: skip
+    run_logger("agentmill.agent").warning(
+        "agent %s: %s refused for %r: %s", role_id, tool, refusal.path, refusal.reason
+    )
+    return refusal
 
 
 def pointer_tokens(role: Role) -> int:

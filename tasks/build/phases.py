@@ -231,13 +231,17 @@ class Build(GraphHooks):
             # commit one at a time (each waits for the one before), so there is never
             # a second writer.
             sha = await asyncio.to_thread(
-                commit_phase,
-                self.workdir,
-                self.store,
-                phase,
-                [o for o in outputs if o],
-                self.run_id,
-                self.provider,
+                partial(
+                    commit_phase,
+                    self.workdir,
+                    self.store,
+                    phase,
+                    [o for o in outputs if o],
+                    self.run_id,
+                    self.provider,
+                    parent=self.manifest.head,  # a commit made meanwhile is never built over
+                    ancestors=self.plan.ancestors,  # who read whom: whose file may replace whose
+                )
             )
         except Exception:
             entry.status = "failed"
@@ -246,6 +250,7 @@ class Build(GraphHooks):
             raise
         entry.status = "committed" if sha else "unchanged"
         entry.commit = sha or entry.commit  # unchanged: the commit that landed it before
+        self.manifest.head = sha or self.manifest.head
         self.store.save_manifest(self.manifest)
         done.set_result(True)
         log = run_logger("agentmill.build")
@@ -280,6 +285,8 @@ class Build(GraphHooks):
                     cost_usd=0.0 if (run.cached or not out) else out.cost_usd,
                     requests=0 if (run.cached or not out) else out.usage.requests,
                     files=len(out.files) if out else 0,
+                    refused=len(out.refused) if out else 0,
+                    refusals=list(out.refused) if out else [],
                     error=entry.error,
                 )
             )

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from tasks.agents.output import Refusal
+
 
 class AgentReport(BaseModel):
     role: str
@@ -22,6 +24,10 @@ class AgentReport(BaseModel):
     cost_usd: float
     requests: int = Field(description="Model requests made by this run (0 when cached).")
     files: int
+    refused: int = Field(default=0, description="Tool calls of this agent the run refused.")
+    refusals: list[Refusal] = Field(
+        default_factory=list, description="Each refused call: tool, path and reason."
+    )
     error: str | None = None
 
 
@@ -43,6 +49,7 @@ class RunMetrics(BaseModel):
     tokens: int
     cached_agents: int
     slowest: list[str]
+    refused_calls: int = Field(default=0, description="Tool calls refused, over all agents.")
 
 
 class RunReport(BaseModel):
@@ -104,6 +111,7 @@ def summarise(
         tokens=sum(a.tokens for a in agents if not a.cached),
         cached_agents=sum(1 for a in agents if a.cached),
         slowest=[a.role for a in slowest],
+        refused_calls=sum(a.refused for a in agents),
     )
 
 
@@ -125,14 +133,34 @@ def report_markdown(report: RunReport) -> str:
         "",
         f"Critical path: {' → '.join(m.critical_path) or '-'}",
         "",
-        "| role | phase | model | cached | status | duration s | tokens | cost USD |",
-        "|---|---|---|---|---|---|---|---|",
+        "| role | phase | model | cached | status | duration s | tokens | cost USD | refused |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for a in report.agents:
         lines.append(
             f"| {a.role} | {a.phase} | {a.model} | {'yes' if a.cached else 'no'} | {a.status} | "
-            f"{a.duration_s:.2f} | {a.tokens} | {a.cost_usd:.4f} |"
+            f"{a.duration_s:.2f} | {a.tokens} | {a.cost_usd:.4f} | {a.refused} |"
         )
+    lines += _refusal_lines(report)
     lines += ["", "| phase | commit | agents |", "|---|---|---|"]
     lines += [f"| {c.phase} | `{c.sha[:12]}` | {', '.join(c.agents)} |" for c in report.commits]
     return "\n".join(lines) + "\n"
+
+
+def _refusal_lines(report: RunReport) -> list[str]:
+    """The refused tool calls, agent by agent: an agent whose writes were refused says so."""
+    refused = [a for a in report.agents if a.refusals]
+    if not refused:
+        return []
+    total = sum(a.refused for a in report.agents)
+    lines = ["", f"**{total} tool calls refused** (the model was told why, and could correct them)"]
+    lines += ["", "| role | tool | path | reason |", "|---|---|---|---|"]
+    for a in refused:
+        lines += [
+            f"| {a.role} | {r.tool} | `{_cell(r.path)}` | {_cell(r.reason)} |" for r in a.refusals
+        ]
+    return lines
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ").replace("`", "'")[:200]
