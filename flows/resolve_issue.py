@@ -19,8 +19,10 @@ from typing import Literal
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.agents.changes import merge_changes, refuse_protected
 from tasks.agents.output import AgentOutput, refuse_secrets, trailer_lines
 from tasks.common.context import Scoped
+from tasks.common.gitignore import refuse_ignored
 from tasks.common.logs import run_logger
 from tasks.common.workspace import apply_files
 from tasks.issues.checks import run_checks
@@ -35,6 +37,7 @@ from tasks.issues.pull_request import (
     open_or_update,
     pr_body,
     pr_title,
+    refuse_edited_issue,
 )
 from tasks.issues.report import IssueResult, IssueStatus
 from tasks.issues.team import (
@@ -70,8 +73,16 @@ class IssueRun:
     provider: Provider
     review_threshold: int
     existing_pr: ExistingPR
+    head_owner: str = ""  # whose branch the PR comes from: the repository's owner, or a fork's
+    # Top-level folders code agents may not write ({".github": why}); empty when allowed.
+    protected_dirs: dict[str, str] = field(default_factory=dict)
     tallies: dict[int, Tally] = field(default_factory=dict)
     started: dict[int, asyncio.Event] = field(default_factory=dict)
+
+    @property
+    def pr_owner(self) -> str:
+        """The owner of the branches pull requests come from (the fork's, when pushing there)."""
+        return self.head_owner or self.repository.owner
 
     def tally(self, issue: int) -> Tally:
         return self.tallies.setdefault(issue, Tally())
@@ -99,7 +110,7 @@ async def resolve_issue(issue: Issue, repo: str) -> IssueResult:
     run.mark_started(issue.number)  # lets the next subflow start (see process_issues)
     log = run_logger("agentmill.resolve_issue")
     branch = branch_for(issue.number)
-    owner = run.repository.owner
+    owner = run.pr_owner
     existing = await run.gh.find_open_pr(repo, owner, branch)
     if existing is not None and run.existing_pr == "skip":
         log.info("issue #%d already has %s; skipping it", issue.number, existing.html_url)
@@ -118,6 +129,7 @@ async def resolve_issue(issue: Issue, repo: str) -> IssueResult:
         workdir=str(run.clone.path),  # agents read git objects, shared by every worktree
         provider=run.provider,
         tally=run.tally(issue.number),
+        protected_dirs=run.protected_dirs,
     )
 
     triage = parse_result(Triage, await agents.run(triage_role(), TRIAGE_SCHEMA))
@@ -127,11 +139,15 @@ async def resolve_issue(issue: Issue, repo: str) -> IssueResult:
         issue.number, triage.type, triage.priority, triage.complexity, len(plan.subtasks),
     )  # fmt: skip
     code = await agents.run_code(plan)
-    written = apply_files(worktree, {o.role: o.files for o in code})
+    written = land(agents, code, worktree, run)
     review, code, written = await review_step(agents, plan, code, worktree, written, run)
-    refuse_secrets(code)  # as at build_app's phase commits: a key-shaped string blocks the commit
 
     message = issue_commit_message(repo, issue, [*agents.tally.outputs], review, run)
+    body = pr_body(issue, triage, plan, code, review, run.provider)
+    # As at build_app's phase commits: a key-shaped string anywhere that lands blocks it all.
+    texts = [("the commit message", message), ("the pull request", f"{pr_title(issue)}\n{body}")]
+    refuse_secrets([*agents.tally.outputs], texts)
+    await refuse_edited_issue(run.gh, repo, issue)  # the text the agents worked on is still it
     sha = await commit_all(worktree, written, message)
     if sha is None and existing is None:
         log.info("issue #%d: the agents changed nothing; no pull request", issue.number)
@@ -139,7 +155,6 @@ async def resolve_issue(issue: Issue, repo: str) -> IssueResult:
         return _result(run, issue, "unchanged", None, None, review.score)
     if sha is not None:
         await push(str(worktree), branch, remote)
-    body = pr_body(issue, triage, plan, code, review, run.provider)
     pr, created = await open_pull_request(issue, branch, body, review.draft)
     await announce_on_issue(
         issue.number, [*triage.issue_labels(), DONE_LABEL], pr.html_url, review.draft, review.score
@@ -167,14 +182,27 @@ async def review_step(
     rounds = [first]
     if not first.verdict.approve and first.verdict.fixes:
         fixes = await agents.run_fixes(plan)
-        written = sorted({*written, *apply_files(worktree, {o.role: o.files for o in fixes})})
         code = [*code, *fixes]
+        written = land(agents, code, worktree, run)
         rounds.append(
             await _review_round(
                 agents, 2, [fix_role_id(s.id) for s in plan.order()], worktree, written, run
             )
         )
     return ReviewOutcome(rounds=rounds, threshold=run.review_threshold), code, written
+
+
+def land(agents: IssueAgents, code: list[AgentOutput], worktree: Path, run: IssueRun) -> list[str]:
+    """Write the code agents' files into the worktree, all or none; returns the paths.
+
+    Their change sets are merged first: two agents that wrote one path without
+    reading each other's is a conflict; a fix agent replaces what it read.
+    """
+    ancestors = {o.role: agents.graph.ancestors(o.role) for o in code}
+    changes = merge_changes(code, ancestors=ancestors)
+    refuse_protected(changes, run.protected_dirs)
+    refuse_ignored(run.clone.path, agents.graph.base_tree, changes)
+    return apply_files(worktree, changes)
 
 
 async def _review_round(
@@ -201,6 +229,8 @@ def issue_commit_message(
     if run.provider == "offline":
         lines += ["Written by the OFFLINE model: placeholder code, not a real change.", ""]
     lines.append(f"Agentmill-Issue: {repo}#{issue.number}")
+    if issue.updated_at:  # the version of the issue the agents worked on
+        lines.append(f"Agentmill-Issue-Updated: {issue.updated_at}")
     lines += trailer_lines(outputs, run.run_id, run.provider)
     return "\n".join(lines) + "\n"
 
@@ -221,7 +251,7 @@ async def open_pull_request(
     return await open_or_update(
         run.gh,
         run.repo,
-        owner=run.repository.owner,
+        owner=run.pr_owner,
         branch=branch,
         base=run.clone.default_branch,
         title=pr_title(issue),
@@ -261,4 +291,5 @@ def _result(
         cost_usd=round(tally.cost_usd, 6),
         agents=tally.agents,
         cached_agents=tally.cached,
+        refused_calls=tally.refused,
     )
