@@ -80,3 +80,12 @@ def test_cycle_is_named() -> None:
 def test_broken_teams_are_refused_with_the_roles_named(roles: list[Role], message: str) -> None:
     with pytest.raises(PlanError, match=message):
         plan_phases(AgentTeam(roles=roles))
+
+
+def test_a_phase_listed_twice_is_refused_before_anything_runs() -> None:
+    """On main, the roles of a repeated phase were planned, and run, twice."""
+    team = AgentTeam(
+        roles=[_role("A"), _role("B", "ops", ["A"])], phases=["planning", "ops", "planning"]
+    )
+    with pytest.raises(PlanError, match=r"lists phase planning more than once"):
+        plan_phases(team)
