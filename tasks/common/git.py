@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
+import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from io import BytesIO
@@ -24,6 +25,7 @@ from git.objects.fun import traverse_tree_recursive
 from gitdb import IStream
 
 from tasks.common.errors import AgentmillError
+from tasks.common.logs import run_logger
 from tasks.common.workspace import check_path, read_under, remove_under, write_under
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -32,6 +34,7 @@ SYMLINK_MODE = 0o120000
 _FILE_MODES = (0o100644, 0o100755)
 _NO_COMMIT = "0" * 40
 STATE_DIR = "agentmill"  # under the repository's git dir: run state no commit can bring
+_INDEX_LOCK_TRIES, _INDEX_LOCK_WAIT_S = 40, 0.05  # up to 2 s for another git's index lock
 
 # Run state that must never be committed: it changes on every run (times,
 # session ids), so committing it would turn a fully cached rerun into a commit.
@@ -90,13 +93,25 @@ def state_dir(workdir: Path) -> Path:
 
 
 def _head_entries(repo: git.Repo, head: str | None) -> dict[str, tuple[int, bytes]]:
-    """{path: (mode, binary id)} of every entry of HEAD's tree (links and submodules too)."""
+    """{path: (mode, binary id)} of every entry of HEAD's tree (links and submodules too).
+
+    A new dict each time (callers add to it); the walk itself is kept per tree.
+    """
     if head is None:
         return {}
-    tree = repo.commit(head).tree.binsha
-    return {
-        path: (mode, binsha) for binsha, mode, path in traverse_tree_recursive(repo.odb, tree, "")
-    }
+    tree = repo.commit(head).tree.hexsha
+    return dict(_tree_entries(str(repo.git_dir), tree))
+
+
+@functools.lru_cache(maxsize=16)
+def _tree_entries(git_dir: str, tree: str) -> tuple[tuple[str, tuple[int, bytes]], ...]:
+    """A tree's entries, walked once: a phase's checks and its commit read the same HEAD."""
+    repo = git.Repo(git_dir, odbt=git.GitDB)
+    try:
+        walked = traverse_tree_recursive(repo.odb, bytes.fromhex(tree), "")
+        return tuple((path, (mode, binsha)) for binsha, mode, path in walked)
+    finally:
+        repo.close()
 
 
 def rollback(workdir: Path, written: Mapping[str, str]) -> list[str]:
@@ -333,24 +348,32 @@ def _refuse_entry_clash(entries: Mapping[str, tuple[int, bytes]], path: str) -> 
 
 
 def _stage(repo: git.Repo, root: Path, changed: Mapping[str, tuple[int, bytes]]) -> None:
-    """The repository's index takes the committed entries of these paths (with their stat)."""
-    index = repo.index
-    for path, (mode, binsha) in changed.items():
-        st = os.lstat(root / path)
-        index.entries[(path, 0)] = IndexEntry(
-            (
-                mode, binsha, 0, path,
-                _stamp(st.st_ctime_ns), _stamp(st.st_mtime_ns),
-                st.st_dev & 0xFFFFFFFF, st.st_ino & 0xFFFFFFFF, st.st_uid, st.st_gid,
-                st.st_size & 0xFFFFFFFF,
-            )
-        )  # fmt: skip
-    index.write()
+    """The repository's index takes exactly the committed entries of these paths.
 
-
-def _stamp(ns: int) -> bytes:
-    seconds, nanos = divmod(ns, 1_000_000_000)
-    return (seconds & 0xFFFFFFFF).to_bytes(4, "big") + nanos.to_bytes(4, "big")
+    `git update-index --index-info` takes git's own index lock and reads the
+    index under it, so whatever the user staged meanwhile stays staged; it is
+    given the committed blobs, not the files, so an edit made since is not
+    staged either. The commit has landed by now: a git command of the user's
+    holding the lock is waited for a little, and if it holds on, the index is
+    left to `git reset` rather than the commit reported as failed.
+    """
+    lines = "".join(
+        f"{mode:o} {binsha.hex()}\t{path}\n" for path, (mode, binsha) in changed.items()
+    )
+    for _attempt in range(_INDEX_LOCK_TRIES):
+        with tempfile.TemporaryFile() as listing:  # GitPython pipes stdin from a real file
+            listing.write(lines.encode())
+            listing.seek(0)
+            try:
+                repo.git.update_index("--index-info", istream=listing)
+                return
+            except git.GitCommandError:  # .git/index.lock is held by another git
+                time.sleep(_INDEX_LOCK_WAIT_S)
+    run_logger("agentmill.git").warning(
+        "%s: the commit landed, but another git process kept .git/index locked; run "
+        "`git reset -q` there once it is done, so the index matches HEAD",
+        root,
+    )
 
 
 def _moved(workdir: Path, expected: str | None, found: str | None) -> str:

