@@ -16,7 +16,7 @@ from typing import Any
 from tasks.agents.errors import ToolError
 from tasks.agents.prompts import BRIEF_PATH
 from tasks.agents.schema import check_result
-from tasks.common.git import SYMLINK_MODE, list_tree, read_blob
+from tasks.common.git import SYMLINK_MODE, TreeEntry, list_tree, read_blob
 from tasks.common.gitignore import IgnoreRules, gitignore_files
 from tasks.common.workspace import PathRejected, check_path, fold_name, fold_path
 
@@ -57,7 +57,7 @@ class AgentView:
     _ignore: IgnoreRules | None = field(default=None, init=False, repr=False)
 
     @cached_property
-    def _tree(self) -> dict[str, Any]:
+    def _tree(self) -> dict[str, TreeEntry]:
         return list_tree(self.workdir, self.base_tree)
 
     @cached_property
@@ -191,10 +191,14 @@ class AgentView:
                     f"Unicode form, and on macOS and Windows they are one folder: write under "
                     f"{spelled}/"
                 )
-        folder = self._seen_dirs.get(folded)
-        for own in self.changes:
-            if folder is None and fold_path(own).startswith(folded + "/"):
-                folder = "/".join(own.split("/")[: len(parts)])
+        folder = self._seen_dirs.get(folded) or next(
+            (
+                "/".join(own.split("/")[: len(parts)])
+                for own in self.changes
+                if fold_path(own).startswith(folded + "/")
+            ),
+            None,
+        )
         if folder is not None:
             raise ToolError(
                 f"write refused: {path} is a folder in your view ({folder}/ holds files); write "

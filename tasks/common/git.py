@@ -44,6 +44,7 @@ _EXCLUDES = (
     "/.tasks/lock",
     "/.tasks/pending-phase.json",
     "/.tasks/.*.tmp",
+    ".agentmill-*.tmp",  # write_under's temp file, should a run be killed in mid-write
 )
 
 
