@@ -30,11 +30,13 @@ class Tally(GraphHooks):
     cached: int = 0
     tokens: int = 0
     cost_usd: float = 0.0
+    refused: int = 0  # tool calls refused (logged as warnings as they happen)
     outputs: list[AgentOutput] = field(default_factory=list)
 
     def finished(self, role_id: str, finished: Finished) -> None:
         self.agents += 1
         self.outputs.append(finished.output)
+        self.refused += len(finished.output.refused)
         if finished.cached:
             self.cached += 1
         else:
@@ -54,6 +56,7 @@ class IssueAgents:
         provider: Provider,
         tally: Tally,
         observers: tuple[GraphHooks, ...] = (),
+        protected_dirs: dict[str, str] | None = None,
     ) -> None:
         self.tally = tally
         self.graph = AgentGraph(
@@ -62,6 +65,7 @@ class IssueAgents:
             base_tree=base_tree,
             workdir=workdir,
             hooks=Observed(tally, *observers),
+            protected_dirs=dict(protected_dirs or {}),
         )
 
     def add(self, output: AgentOutput, deps: list[str] | None = None) -> None:
