@@ -78,7 +78,9 @@ def prefect_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
         root=home,
         settings={
             "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1",
-            "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "1",
+            # A run queued behind triage's one-at-a-time limit is offered again after this
+            # long; at 1 s, queued runs resubmitted every second swamped SQLite (503s).
+            "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "5",
         },
     )
     env = {
@@ -334,8 +336,10 @@ def test_the_triage_schedule_fires_and_a_worker_completes_its_runs(
                 deployment.id,
                 shipped.id,
                 active=True,
-                schedule=IntervalSchedule(interval=timedelta(seconds=5)),
-                max_scheduled_runs=3,  # a few queued ahead, not the scheduler's 100
+                # Long enough that a run has mostly ended when the next is due: runs
+                # queued behind the concurrency limit would only load the server.
+                schedule=IntervalSchedule(interval=timedelta(seconds=10)),
+                max_scheduled_runs=2,  # two queued ahead, not the scheduler's 100
                 parameters={"clone_dir": str(tmp_path / "issues"), "provider": "offline"},
             )
             try:
