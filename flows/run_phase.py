@@ -1,8 +1,9 @@
 """run_phase: one phase of a build, as a subflow of build_app.
 
-Every phase subflow starts at once; inside, each agent waits only for its own
-dependencies (which may sit in an earlier phase's subflow), then the phase
-commits after the phase before it. Needs: an active build (run it via build_app).
+Every phase subflow is created before the first agent runs; then each agent
+waits only for its own dependencies (which may sit in an earlier phase's
+subflow), the phase commits after the phase before it, and the subflow ends
+with its commit. Needs: an active build (run it via build_app).
 """
 
 from __future__ import annotations
@@ -19,10 +20,7 @@ from tasks.build.report import CommitRecord
 async def run_phase(phase: str, roles: list[str]) -> CommitRecord | None:
     """Run the phase's agents as their dependencies allow, then make the phase's commit."""
     build = current_build()
-    build.phase_started(phase)
+    await build.phase_running(phase)  # until every phase subflow exists: see Build.start_phases
     results = await asyncio.gather(*(build.run_role(r) for r in roles), return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException)]
-    try:
-        return await build.finish_phase(phase, errors)
-    finally:
-        await build.phase_starts_done()  # see there: keeps this run's end off the next's creation
+    return await build.finish_phase(phase, errors)
