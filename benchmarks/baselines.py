@@ -44,7 +44,7 @@ def dependency_levels(plan: Plan) -> list[list[str]]:
     """Level 0 has no dependencies; a role's level is one more than its deepest dependency's."""
     level: dict[str, int] = {}
     for role_id in plan.order:
-        level[role_id] = 1 + max((level[d] for d in plan.roles[role_id].depends_on), default=-1)
+        level[role_id] = 1 + max((level[d] for d in plan.role_deps(role_id)), default=-1)
     levels: list[list[str]] = [[] for _ in range(max(level.values()) + 1)]
     for role_id in plan.order:
         levels[level[role_id]].append(role_id)
@@ -100,7 +100,7 @@ async def asyncio_dataflow(runner: _Runner) -> None:
         done[role_id] = loop.create_future()
 
     async def one(role_id: str) -> None:
-        await asyncio.gather(*(done[d] for d in runner.plan.roles[role_id].depends_on))
+        await asyncio.gather(*(done[d] for d in runner.plan.role_deps(role_id)))
         await runner.agent(role_id)
         done[role_id].set_result(None)
 

@@ -37,7 +37,7 @@ def ideal_walls(team: AgentTeam, latency: TierLatency) -> tuple[float, float]:
     """(critical path, ideal level-barrier wall) of the model time alone."""
     plan = plan_phases(team)
     durations = agent_latencies(team, latency)
-    deps = {r: plan.roles[r].depends_on for r in plan.order}
+    deps = {r: plan.role_deps(r) for r in plan.order}
     cp, _ = critical_path(durations, deps, plan.order)
     levels = sum(max(durations[r] for r in level) for level in dependency_levels(plan))
     return cp, levels

@@ -79,7 +79,7 @@ def run_floor(plan: Plan) -> tuple[float, float, str | None]:
     """(wall of the call, inner wall, flow run id) of the skeleton of `plan`, run as
     `abuild_app` is."""
     phases = {p.name: p.roles for p in plan.phases}
-    deps = {r: plan.roles[r].depends_on for r in plan.order}
+    deps = {r: plan.role_deps(r) for r in plan.order}
     started = time.perf_counter()
     call = cast("Coroutine[Any, Any, State[float]]", floor_build(phases, deps, return_state=True))
     state: State[float] = asyncio.run(call)

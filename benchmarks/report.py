@@ -34,6 +34,7 @@ def render_markdown(r: dict[str, Any]) -> str:
     lines += _reruns(r)
     lines += _scaling(r)
     lines += _where_the_time_goes(r)
+    lines += _verification(r)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -338,6 +339,39 @@ def _where_the_time_goes(r: dict[str, Any]) -> list[str]:
         "built while the first subflow is created, and an async entry point (`abuild_app`) "
         "that the CLI uses.",
         "",
+    ]
+
+
+def _verification(r: dict[str, Any]) -> list[str]:
+    """What verifying a build costs: sandbox start-up per command, and the checks' share."""
+    v = r.get("verification")
+    if not v:
+        return []
+    start = v["sandbox_start_ms"]
+    bwrap = "not available" if start.get("bwrap") is None else f"{start['bwrap']:.1f} ms"
+    wall = v["build_wall_s"]
+    return [
+        "",
+        "## Verification",
+        "",
+        "`python -m benchmarks.verification` (run by the harness against the same server).",
+        "",
+        "| measure | result |",
+        "|---|---|",
+        f"| start-up of one command, `true` (median of 15) | plain subprocess "
+        f"{start['subprocess']:.1f} ms · fallback sandbox {start['process']:.1f} ms · "
+        f"bubblewrap {bwrap} |",
+        f"| default team offline, verification on / off | {wall['verify']:.2f} s / "
+        f"{wall['no_verify']:.2f} s ({v['rounds']} rounds, fixes by "
+        f"{', '.join(v['fix_agents']) or 'nobody'}, verdict {v['verdict']}) |",
+        f"| the checks nodes' time, share of the verified build's wall | {v['checks_s']:.2f} s, "
+        f"{v['share_of_wall']:.0%} |",
+        f"| agents that ran while a phase's checks did | "
+        f"{len(v['agents_running_during_checks'])}: "
+        f"{', '.join(v['agents_running_during_checks']) or 'none'} |",
+        "",
+        "The checks are on the critical path only for the agents that read their verdict "
+        "(the quality reviewers, the unit tests, the release); the others go on while they run.",
     ]
 
 

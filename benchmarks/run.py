@@ -30,6 +30,8 @@ from typing import Any
 
 from benchmarks.baselines import dependency_levels
 from benchmarks.bounds import ideal_walls, level_barrier_headroom
+from benchmarks.caching import caching_markdown
+from benchmarks.caching import measure as measure_caching
 from benchmarks.cli import run_cli
 from benchmarks.fake_api import BenchMessagesAPI
 from benchmarks.latency import TierLatency
@@ -79,6 +81,8 @@ class Options:
     cli_samples: int = 3  # runs of the README's first command per server (and 1 on a fresh home)
     cli_fresh: bool = True  # also time the command on a fresh PREFECT_HOME (embedded only)
     keep_scratch: bool = False
+    caching: bool = True  # also measure prompt caching (benchmarks.caching), ~2 minutes
+    verification: bool = True  # also measure verification (benchmarks.verification), ~1 minute
 
     def __post_init__(self) -> None:
         unknown = [c for c in (*self.configs, self.headline) if c not in CONFIGS]
@@ -99,6 +103,7 @@ class Bench:
     scratch: Path
     options: Options
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)  # "caching", "verification"
 
     def run_group(
         self, group: str, roles: int, runs: list[dict[str, Any]], server: ServerHandle
@@ -174,7 +179,7 @@ class Bench:
     def served_critical_path(self, tag: str, plan: Plan) -> tuple[float, list[str]]:
         """The longest path through the DAG of the latencies the fake served to this run."""
         durations = self.api.stats(tag).latency_by_role
-        deps = {r: plan.roles[r].depends_on for r in plan.order}
+        deps = {r: plan.role_deps(r) for r in plan.order}
         return critical_path(durations, deps, plan.order)
 
     def wall_parts(self, run: dict[str, Any], cp: float) -> dict[str, float]:
@@ -531,6 +536,7 @@ def summarise(bench: Bench, servers: dict[str, dict[str, Any]]) -> dict[str, Any
         "incremental_expected_requests": REQUESTS_PER_AGENT * len(expected_roles),
         "commits": main["agentmill"]["commits"],
         "model_requests": fake["agentmill"]["requests"],
+        "warmup_requests": fake["agentmill"]["warmup_requests"],  # of model_requests
         "tokens": {
             "input": fake["agentmill"]["input_tokens"],
             "output": fake["agentmill"]["output_tokens"],
@@ -552,6 +558,9 @@ def summarise(bench: Bench, servers: dict[str, dict[str, Any]]) -> dict[str, Any
         "servers": servers,
         "servers_pending": dict(PENDING),
     }
+    for extra in ("caching", "verification"):  # measured once, on one server: see _extras
+        if extra in bench.extras:
+            results[extra] = bench.extras[extra]
     results["targets"] = _targets(results)
     return results
 
@@ -616,6 +625,8 @@ def _run_server(bench: Bench, name: str) -> dict[str, Any]:
                 runs = scaling_runs(opts.scale_samples, headline)
                 bench.run_group(f"{name}-scale-{size}", size, runs, server)
         cli = _cli_runs(bench, name, server)
+        if name == _extras_config(opts):
+            _extras(bench, server)
         info = server.info()
     return summarise_server(bench, name, info, cli)
 
@@ -635,10 +646,49 @@ def _cli_runs(bench: Bench, name: str, server: ServerHandle) -> dict[str, list[d
     return out
 
 
+def _extras_config(opts: Options) -> str | None:
+    """Where verification and prompt caching are measured: the tuned server, as before this
+    benchmark measured the others, else the default one; never the embedded (no API URL)."""
+    for name in ("tuned", "default"):
+        if name in opts.configs:
+            return name
+    return None
+
+
+def _extras(bench: Bench, server: ServerHandle) -> None:
+    """benchmarks.verification and benchmarks.caching against `server`."""
+    if bench.options.caching:
+        api_url = server.env["PREFECT_API_URL"]
+        bench.extras["caching"] = measure_caching(
+            api_url, bench.scratch / "caching", bench.options.seed
+        )
+    if bench.options.verification and server.server is not None:  # not an external API's home
+        api_url = server.env["PREFECT_API_URL"]
+        bench.extras["verification"] = measure_verification(api_url, server.server.home)
+
+
+def measure_verification(api_url: str, home: Path) -> dict[str, Any]:
+    """benchmarks/verification.py in its own process (Prefect reads its settings at import)."""
+    env = {**os.environ, **quiet_env(), "PREFECT_API_URL": api_url, "PREFECT_HOME": str(home)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.verification", "--api-url", api_url],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
 def _write(out: Path, results: dict[str, Any], bench: Bench) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "results.md").write_text(render_markdown(results))
+    markdown = render_markdown(results)
+    if "caching" in results:
+        markdown += "\n" + "\n".join(caching_markdown(results["caching"]))
+    (out / "results.md").write_text(markdown)
     agentmill = bench.groups[f"{bench.options.headline}-main"]["runs"]["agentmill"]
     plan = plan_phases(team_of_size(bench.options.roles, bench.options.seed))
     (out / "timeline.svg").write_text(
@@ -691,6 +741,12 @@ def main(argv: list[str] | None = None) -> int:
         "--no-cli-fresh", action="store_true", help="skip the command on a fresh PREFECT_HOME"
     )
     parser.add_argument("--keep-scratch", action="store_true", help="keep workdirs and logs")
+    parser.add_argument(
+        "--no-caching", action="store_true", help="skip the prompt-caching measurement"
+    )
+    parser.add_argument(
+        "--no-verification", action="store_true", help="skip the verification measurement"
+    )
     args = parser.parse_args(argv)
     options = Options(
         roles=args.roles,
@@ -706,6 +762,8 @@ def main(argv: list[str] | None = None) -> int:
         cli_samples=max(0, args.cli_samples),
         cli_fresh=not args.no_cli_fresh,
         keep_scratch=args.keep_scratch,
+        caching=not args.no_caching,
+        verification=not args.no_verification,
     )
     results = run_benchmark(Path(args.out), options)
     print((Path(args.out) / "results.md").read_text())

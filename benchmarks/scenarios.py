@@ -98,6 +98,8 @@ def _run(run: dict[str, Any], team: Any, spec: dict[str, Any], probes: Probes) -
     from tasks.build.planning import plan_phases
     from tasks.model.endpoint import Endpoint
 
+    if run.get("team_overrides"):  # a variant of the team (benchmarks.caching)
+        team = type(team).model_validate({**team.model_dump(), **run["team_overrides"]})
     plan = plan_phases(team)
     workdir = Path(run["workdir"])
     if run["kind"] == "baseline":
@@ -140,6 +142,9 @@ def _agentmill(run: dict[str, Any], team: Any) -> tuple[dict[str, Any], str | No
     from flows.build_app import abuild_app, build_app
 
     team_name = "default"
+    # No verification in the orchestration runs: the baselines do not run checks either
+    # (benchmarks/verification.py measures what verification costs).
+    team = team.model_copy(update={"verify": False})
     if team.model_dump() != default_team().model_dump():
         team_name = f"bench-{len(team.roles)}-{uuid.uuid4().hex[:8]}"
         team.save(team_name)  # a custom team is a block, as a user saves one

@@ -164,7 +164,7 @@ def team_shape(team: AgentTeam) -> dict[str, Any]:
     plan = plan_phases(team)
     depth: dict[str, int] = {}
     for role_id in plan.order:
-        depth[role_id] = 1 + max((depth[d] for d in plan.roles[role_id].depends_on), default=0)
+        depth[role_id] = 1 + max((depth[d] for d in plan.role_deps(role_id)), default=0)
     fan_in = [len(r.depends_on) for r in team.roles]
     tiers = Counter(r.tier for r in team.roles)
     return {

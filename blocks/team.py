@@ -7,7 +7,7 @@ no server state to run.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Literal
 
 from prefect.blocks.core import Block
 from pydantic import BaseModel, Field
@@ -41,6 +41,10 @@ class Role(BaseModel):
     depends_on: list[str] = Field(default_factory=list)
     instructions: str
     prompt_version: int = 1
+    checks: list[str] = Field(
+        default_factory=list,
+        description="Commands the phase's verification runs besides the detected ones.",
+    )
 
 
 class AgentTeam(Block):
@@ -72,8 +76,36 @@ class AgentTeam(Block):
     max_agent_tokens: int = Field(
         default=400_000, ge=1, description="Input plus output tokens per agent at most."
     )
-
-    TIERS: ClassVar[tuple[str, ...]] = ("opus", "sonnet", "haiku")
+    verify: bool = Field(
+        default=True,
+        description="Run the project's checks (lint, tests) before a phase with code commits.",
+    )
+    fix_rounds: int = Field(
+        default=2, ge=0, le=10, description="Rounds of fixes after failing checks, at most."
+    )
+    fixer_tier: str = Field(
+        default="sonnet", description="Tier of the fixer for failures no agent's file explains."
+    )
+    check_timeout_s: float = Field(default=300.0, gt=0, description="Seconds one check may run.")
+    run_timeout_s: float = Field(
+        default=120.0, gt=0, description="Seconds one command of an agent's run tool may take."
+    )
+    prompt_caching: bool = Field(
+        default=True,
+        description="Mark prompt-cache breakpoints (the team's shared prefix, each agent's "
+        "growing conversation), so re-sent tokens cost a cache read instead of full input.",
+    )
+    shared_prefix_ttl: Literal["5m", "1h"] = Field(
+        default="5m",
+        description="How long the team's shared prompt prefix stays cached: '1h' when agents "
+        "of one model start more than 5 minutes apart (a 1-hour write costs 2x the input "
+        "price, a 5-minute one 1.25x; a read 0.1x or less either way).",
+    )
+    warm_up_shared_prefix: bool = Field(
+        default=True,
+        description="When several agents are about to start on an uncached shared prefix, "
+        "write it once with one small request first, so they read it instead of all writing it.",
+    )
 
     def model_for(self, role: Role) -> str:
         """The model id a role runs on; an unknown tier is a team error, not a KeyError."""
@@ -168,19 +200,22 @@ def default_roles() -> list[Role]:
         _role("TEST_LEAD", "Test lead", q, "testing", "sonnet", ["PM", "ARCHITECT"],
               "Write the test strategy: levels, tools, coverage goals, test data."),
         _role("UNIT_TEST_DEV", "Test developer, unit", q, "testing", "haiku",
-              ["TEST_LEAD", "API_DEV", "CORE_DEV", "DB_DEV"],
+              ["TEST_LEAD", "API_DEV", "CORE_DEV", "DB_DEV", "CHECKS_IMPLEMENTATION"],
               "Write unit tests for the API and the core services."),
         _role("E2E_TEST_DEV", "Test developer, end to end", q, "testing", "haiku",
               ["TEST_LEAD", "WEB_DEV", "API_DEV"], "Write end-to-end tests of the main journeys."),
         _role("CODE_QUALITY_REVIEWER", "Code-quality reviewer", q, "review", "sonnet",
               ["WEB_DEV", "WEB_COMPONENTS_DEV", "API_DEV", "CORE_DEV", "PLATFORM_DEV",
-               "INTEGRATIONS_DEV"],
-              "Review the implementation for clarity, duplication and maintainability."),
+               "INTEGRATIONS_DEV", "CHECKS_IMPLEMENTATION"],
+              "Review the implementation for clarity, duplication and maintainability; the "
+              "checks' verdict (read_output('CHECKS_IMPLEMENTATION')) says what really runs."),
         _role("SECURITY_REVIEWER", "Security reviewer", q, "review", "opus",
-              ["SECURITY_ARCHITECT", "AUTH_DEV", "API_DEV", "INTEGRATIONS_DEV"],
+              ["SECURITY_ARCHITECT", "AUTH_DEV", "API_DEV", "INTEGRATIONS_DEV",
+               "CHECKS_IMPLEMENTATION"],
               "Review the implementation against the threat model; list findings by severity."),
         _role("PERF_REVIEWER", "Performance reviewer", q, "review", "haiku",
-              ["CORE_DEV", "DB_DEV"], "Review queries and hot paths; propose benchmarks."),
+              ["CORE_DEV", "DB_DEV", "CHECKS_IMPLEMENTATION"],
+              "Review queries and hot paths; propose benchmarks."),
         _role("A11Y_REVIEWER", "Accessibility reviewer", q, "review", "haiku",
               ["WEB_DEV", "WEB_COMPONENTS_DEV", "UX_DESIGNER"],
               "Review the UI against WCAG 2.2 AA."),
@@ -192,11 +227,16 @@ def default_roles() -> list[Role]:
         _role("SRE", "Site reliability engineer", o, "delivery", "haiku", ["DEVOPS"],
               "Write monitoring, alerts and runbooks."),
         _role("RELEASE_MANAGER", "Release manager", o, "delivery", "haiku",
-              ["CI_ENGINEER", "CODE_QUALITY_REVIEWER", "SECURITY_REVIEWER"],
+              ["CI_ENGINEER", "CODE_QUALITY_REVIEWER", "SECURITY_REVIEWER", "CHECKS_QUALITY"],
               "Write the release checklist and the changelog."),
         _role("TECH_WRITER", "Technical writer", o, "docs", "haiku",
               ["API_DEV", "WEB_DEV", "DEVOPS"], "Write the README and the user guide."),
     ]  # fmt: skip
+
+
+def checks_id(phase: str) -> str:
+    """The id of a phase's verification node, which roles may name in depends_on."""
+    return "CHECKS_" + phase.upper()
 
 
 def default_team() -> AgentTeam:

@@ -47,6 +47,7 @@ from tasks.build.report import (
 )
 from tasks.build.store import Manifest, PhaseEntry, Store, now_iso
 from tasks.build.timeline import render_timeline
+from tasks.build.verify import Verification
 from tasks.common.aio import run_coroutine
 from tasks.common.errors import AgentmillError
 from tasks.common.git import head_commit, open_repo, refuse_unsafe_state, tree_of
@@ -68,8 +69,11 @@ from tasks.model.endpoint import (
     aresolve_endpoint,
     use_endpoint,
 )
+from tasks.model.warmup import RUN_WARMUPS, WarmUps
 
 MAX_IDEA_CHARS = 20_000
+# The command line's exit code for "built and committed, but the project's checks fail".
+CHECKS_FAILED = 4
 APPROVAL_TIMEOUT_S = 24 * 3600  # a plan may wait a day for its reviewer
 # What the offline model writes, as the log and the report say it.
 OFFLINE_WORK = "placeholder documents, not a real app"
@@ -101,6 +105,11 @@ class BuildRequest(BaseModel):
     credentials: str | None = Field(
         default=None,
         description="An AnthropicCredentials block to take the key from, not ANTHROPIC_API_KEY.",
+    )
+    install_deps: bool = Field(
+        default=False,
+        description="Install the generated project's own dependencies before its checks run "
+        "(in the sandbox, with the network on).",
     )
     approve_plan: bool = Field(
         default=False,
@@ -137,6 +146,7 @@ class BuildResult(BaseModel):
     commits: list[CommitRecord]
     agents: list[AgentReport]
     metrics: RunMetrics
+    verification: Verification
     report_path: str
 
 
@@ -181,7 +191,13 @@ async def _build(request: BuildRequest) -> BuildResult:
     repo = open_repo(workdir)
     store = Store(workdir)
     budget = Budget(request.budget_usd) if request.budget_usd else None
-    with workspace_lock(workdir, run_id), use_endpoint(endpoint), use_budget(budget):
+    warmups = WarmUps()  # the run's prompt-cache warm-ups, for its ledger
+    with (
+        workspace_lock(workdir, run_id),
+        use_endpoint(endpoint),
+        use_budget(budget),
+        RUN_WARMUPS.use(warmups),
+    ):
         recover_interrupted_phase(workdir)
         refuse_unsafe_state(repo)
         previous = store.load_manifest()
@@ -218,6 +234,7 @@ async def _build(request: BuildRequest) -> BuildResult:
             base_tree=base_tree,
             store=store,
             manifest=manifest,
+            install_deps=request.install_deps,
         )
         started = time.perf_counter()
         if FlowRunContext.get() is not None:
@@ -243,7 +260,7 @@ async def _build(request: BuildRequest) -> BuildResult:
         manifest.status = "failed" if failures else "completed"
         manifest.finished_at = now_iso()
         store.save_manifest(manifest)
-        result = await _report(build, wall, request, endpoint)
+        result = await _report(build, wall, request, endpoint, warmups)
     if failures and budget is not None and budget.exhausted:
         committed = ", ".join(c.phase for c in build.commits) or "none"
         raise BudgetExhausted(
@@ -312,11 +329,12 @@ async def _warm_client(endpoint: Endpoint) -> None:
 
 
 async def _report(
-    build: Build, wall: float, request: BuildRequest, endpoint: Endpoint
+    build: Build, wall: float, request: BuildRequest, endpoint: Endpoint, warmups: WarmUps
 ) -> BuildResult:
     agents = build.agent_reports()
-    deps = {r: build.plan.roles[r].depends_on for r in build.plan.order}
-    metrics = summarise(agents, build.commits, deps, build.plan.order, wall)
+    metrics = summarise(
+        agents, build.commits, build.agent_deps(), build.report_order(), wall, warmups.by_model()
+    )
     report = RunReport(
         run_id=build.run_id,
         idea=request.idea,
@@ -326,6 +344,7 @@ async def _report(
         agents=agents,
         commits=build.commits,
         metrics=metrics,
+        verification=build.verification,
     )
     markdown = report_markdown(report)
     svg = render_timeline(
@@ -348,6 +367,7 @@ async def _report(
         commits=build.commits,
         agents=agents,
         metrics=metrics,
+        verification=build.verification,
         report_path=str(path),
     )
 
@@ -372,10 +392,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{result.status}: {m.commits} commits in {result.workdir}; {len(result.agents)} agents "
         f"({m.cached_agents} cached), {m.model_requests} model requests, ${m.cost_usd:.4f}, "
-        f"wall {m.wall_s:.1f}s (critical path {m.critical_path_s:.1f}s). "
-        f"Report: {result.report_path}"
+        f"wall {m.wall_s:.1f}s (critical path {m.critical_path_s:.1f}s); "
+        f"{result.verification.line()}; {m.cache.summary()}. Report: {result.report_path}"
     )
-    return 0
+    return CHECKS_FAILED if result.verification.status == "failed" else 0
 
 
 if __name__ == "__main__":

@@ -12,16 +12,18 @@ GitHub client, the clone and the options; nothing secret is a parameter.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 from tasks.agents.output import AgentOutput, refuse_secrets, trailer_lines
 from tasks.common.context import Scoped
 from tasks.common.logs import run_logger
+from tasks.common.trees import CandidateTree
 from tasks.common.workspace import apply_files
 from tasks.issues.checks import run_checks
 from tasks.issues.clone import Clone, branch_for, commit_all, head_of, push_branch, tree_of_commit
@@ -112,9 +114,10 @@ async def resolve_issue(issue: Issue, repo: str) -> IssueResult:
     start = remote if existing is not None and remote else f"origin/{run.clone.default_branch}"
     worktree = await run.clone.add_worktree(issue.number, start)
     base_commit = await head_of(worktree)
+    base_tree = await tree_of_commit(worktree, base_commit)
     agents = IssueAgents(
         brief=issue_brief(repo, issue),
-        base_tree=await tree_of_commit(worktree, base_commit),
+        base_tree=base_tree,
         workdir=str(run.clone.path),  # agents read git objects, shared by every worktree
         provider=run.provider,
         tally=run.tally(issue.number),
@@ -127,10 +130,14 @@ async def resolve_issue(issue: Issue, repo: str) -> IssueResult:
         issue.number, triage.type, triage.priority, triage.complexity, len(plan.subtasks),
     )  # fmt: skip
     code = await agents.run_code(plan)
-    written = apply_files(worktree, {o.role: o.files for o in code})
-    review, code, written = await review_step(agents, plan, code, worktree, written, run)
+    review, code = await review_step(
+        agents, plan, code, CandidateTree(str(run.clone.path), base_tree), run
+    )
     refuse_secrets(code)  # as at build_app's phase commits: a key-shaped string blocks the commit
 
+    # The commit holds the agents' outputs, written now: the checks ran on a throwaway
+    # copy, so nothing they did or left behind can reach the branch.
+    written = apply_files(worktree, {o.role: o.files for o in code})
     message = issue_commit_message(repo, issue, [*agents.tally.outputs], review, run)
     sha = await commit_all(worktree, written, message)
     if sha is None and existing is None:
@@ -154,38 +161,36 @@ async def review_step(
     agents: IssueAgents,
     plan: IssuePlan,
     code: list[AgentOutput],
-    worktree: Path,
-    written: list[str],
+    base: CandidateTree,
     run: IssueRun,
-) -> tuple[ReviewOutcome, list[AgentOutput], list[str]]:
+) -> tuple[ReviewOutcome, list[AgentOutput]]:
     """Checks and reviewer; if the reviewer asks for fixes, one round of them and a final review.
 
-    Returns the outcome, the code outputs that make up the change (fixes after
-    the first drafts) and every path written.
+    Returns the outcome and the code outputs that make up the change (fixes
+    after the first drafts, so theirs win where both wrote a file).
     """
-    first = await _review_round(agents, 1, [o.role for o in code], worktree, written, run)
+    first = await _review_round(agents, 1, [o.role for o in code], base, code, run)
     rounds = [first]
     if not first.verdict.approve and first.verdict.fixes:
         fixes = await agents.run_fixes(plan)
-        written = sorted({*written, *apply_files(worktree, {o.role: o.files for o in fixes})})
         code = [*code, *fixes]
-        rounds.append(
-            await _review_round(
-                agents, 2, [fix_role_id(s.id) for s in plan.order()], worktree, written, run
-            )
-        )
-    return ReviewOutcome(rounds=rounds, threshold=run.review_threshold), code, written
+        fixers = [fix_role_id(s.id) for s in plan.order()]
+        rounds.append(await _review_round(agents, 2, fixers, base, code, run))
+    return ReviewOutcome(rounds=rounds, threshold=run.review_threshold), code
 
 
 async def _review_round(
     agents: IssueAgents,
     round_: int,
     code_roles: list[str],
-    worktree: Path,
-    written: list[str],
+    base: CandidateTree,
+    code: list[AgentOutput],
     run: IssueRun,
 ) -> ReviewRound:
-    checks = await run_checks(str(worktree), written)
+    tree = replace(base, layers=tuple(o.files for o in code))
+    changed = sorted({path for o in code for path in o.files})
+    # quoted: Prefect would walk every file of the tree looking for futures
+    checks = await run_checks(cast("CandidateTree", quote(tree)), changed)
     agents.add(checks.as_output(checks_role_id(round_), run.provider))
     reviewer = review_role(round_, code_roles)
     verdict = parse_result(Verdict, await agents.run(reviewer, REVIEW_SCHEMA))

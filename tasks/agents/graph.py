@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -22,9 +22,11 @@ from prefect.utilities.annotations import quote
 from blocks.team import Role
 from tasks.agents.errors import AgentError, UpstreamFailed
 from tasks.agents.job import AgentJob, AgentSettings
+from tasks.agents.loop import shared_prefix_key
 from tasks.agents.output import AgentOutput
 from tasks.agents.task import run_agent
 from tasks.common.errors import AgentmillError
+from tasks.model import warmup
 from tasks.model.endpoint import Provider
 
 
@@ -118,19 +120,28 @@ class AgentGraph:
     _nodes: dict[str, Node] = field(default_factory=dict)
     _deps: dict[str, list[str]] = field(default_factory=dict)  # insertion order: topological
     _futures: dict[str, asyncio.Future[AgentOutput]] = field(default_factory=dict)
+    _steps: dict[str, Callable[[], Awaitable[AgentOutput]]] = field(default_factory=dict)
 
     def add(self, node: Node) -> None:
         """Add a node; each dependency must be in the graph already."""
         role_id = node.role.id
-        missing = [d for d in node.role.depends_on if d not in self._deps]
-        if missing:
-            raise AgentmillError(
-                f"agent {role_id} depends on {', '.join(missing)}, which the run has not "
-                "added; add dependencies first"
-            )
+        self._check_known(role_id, node.role.depends_on)
         self._nodes[role_id] = node
         self._deps[role_id] = list(node.role.depends_on)
         self._futures[role_id] = asyncio.get_running_loop().create_future()
+
+    def add_step(
+        self, step_id: str, depends_on: Iterable[str], step: Callable[[], Awaitable[AgentOutput]]
+    ) -> None:
+        """Add a node whose output comes from `step`, not an agent (a phase's checks).
+
+        It runs once its dependencies are done, like an agent, and its output
+        is read by dependants like an agent's.
+        """
+        self._check_known(step_id, list(depends_on))
+        self._deps[step_id] = list(depends_on)
+        self._steps[step_id] = step
+        self._futures[step_id] = asyncio.get_running_loop().create_future()
 
     def record(self, output: AgentOutput, depends_on: Iterable[str] = ()) -> None:
         """Add an output no agent produced (the review's checks), for dependants to read."""
@@ -138,6 +149,14 @@ class AgentGraph:
         future = asyncio.get_running_loop().create_future()
         future.set_result(output)
         self._futures[output.role] = future
+
+    def _check_known(self, node_id: str, depends_on: list[str]) -> None:
+        missing = [d for d in depends_on if d not in self._deps]
+        if missing:
+            raise AgentmillError(
+                f"agent {node_id} depends on {', '.join(missing)}, which the run has not "
+                "added; add dependencies first"
+            )
 
     def reset(self, role_ids: Iterable[str]) -> None:
         """Make finished nodes runnable again (the approval gate sent them back)."""
@@ -194,11 +213,14 @@ class AgentGraph:
         try:
             await asyncio.gather(*(self._futures[d] for d in self._deps[role_id]))
         except Exception as exc:
-            self.hooks.skipped(role_id, f"not run: {exc}")
             skipped = UpstreamFailed(f"agent {role_id} not run: a dependency failed")
             self._fail(future, skipped)
-            await self.hooks.settled(role_id)
+            if role_id not in self._steps:
+                self.hooks.skipped(role_id, f"not run: {exc}")
+                await self.hooks.settled(role_id)
             raise skipped from exc
+        if role_id in self._steps:
+            return await self._run_step(role_id, future)
         job = self.job(role_id)
         self.hooks.started(role_id, job)
         started = time.perf_counter()
@@ -207,11 +229,17 @@ class AgentGraph:
             # in the job, twice per task run, to look for futures (there are none): a
             # cost that grows with the square of the team. The task gets the job itself.
             # Prefect types an async task's call as returning the State itself.
-            pending = cast(
-                "Awaitable[State[AgentOutput]]",
-                run_agent(cast("AgentJob", quote(job)), return_state=True),
-            )
-            state = await pending
+            # Counted as about to start on its shared prompt prefix until its first
+            # request: agents that start together then read one warmed entry. Starting a
+            # task run blocks the loop for tens of ms, so first every agent released
+            # with this one counts itself (one yield), then they start.
+            with warmup.expecting(shared_prefix_key(job)):
+                await asyncio.sleep(0)
+                pending = cast(
+                    "Awaitable[State[AgentOutput]]",
+                    run_agent(cast("AgentJob", quote(job)), return_state=True),
+                )
+                state = await pending
             output = await cast("Awaitable[AgentOutput]", state.result())
         except Exception as exc:
             error = describe(role_id, exc)
@@ -223,6 +251,15 @@ class AgentGraph:
         self.hooks.finished(role_id, finished)
         future.set_result(output)
         await self.hooks.settled(role_id)
+        return output
+
+    async def _run_step(self, step_id: str, future: asyncio.Future[AgentOutput]) -> AgentOutput:
+        try:
+            output = await self._steps[step_id]()
+        except Exception as exc:
+            self._fail(future, AgentError(describe(step_id, exc)))
+            raise
+        future.set_result(output)
         return output
 
     @staticmethod

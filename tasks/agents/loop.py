@@ -3,6 +3,12 @@
 Turns and tokens are bounded, the budget is checked before every call, and a
 model that stops without submitting is reminded once. Tool errors go back to
 the model as error results, so it can correct itself.
+
+Every request re-sends the whole conversation, so each one marks its last
+block as a prompt-cache breakpoint (and keeps the previous request's, where
+that one wrote its entry): turn k reads turns 1..k-1 from the cache and
+pays full price only for what is new. Before its first request an agent may
+wait for the team's shared prefix to be warmed (`tasks.model.warmup`).
 """
 
 from __future__ import annotations
@@ -17,40 +23,66 @@ from blocks.team import Role
 from tasks.agents.errors import AgentError, ToolError
 from tasks.agents.job import AgentJob
 from tasks.agents.output import AgentOutput
-from tasks.agents.prompts import estimate_tokens, pointer_message, system_prompt, tools_for
+from tasks.agents.prompts import pointer_message, system_prompt, tools_for
 from tasks.agents.tools import AgentView, Limits, Submission, call_tool
 from tasks.common.logs import run_logger
 from tasks.common.retry import Backoff
+from tasks.model import warmup
 from tasks.model.budget import call_estimate, current_budget
+from tasks.model.caching import estimate_tokens
 from tasks.model.client import get_client
 from tasks.model.endpoint import current_endpoint
 from tasks.model.pricing import Usage, cost_usd
-from tasks.model.stream import MODEL_BACKOFF, ModelRequest, stream_message
+from tasks.model.stream import MODEL_BACKOFF, ModelRequest, PromptCaching, stream_message
+
+
+def first_request(job: AgentJob) -> ModelRequest:
+    """The agent's first model request: shared prefix, role, pointer, cache breakpoints."""
+    settings = job.settings
+    caching = None
+    if settings.prompt_caching:
+        caching = PromptCaching(shared_blocks=1, shared_ttl=settings.shared_prefix_ttl)
+    return ModelRequest(
+        model=settings.model,
+        system=system_prompt(job.role, job.idea),
+        messages=[{"role": "user", "content": pointer_message(job.role)}],
+        tools=tools_for(job.result_schema),
+        max_tokens=settings.max_tokens,
+        timeout_s=settings.timeout_s,
+        caching=caching,
+    )
+
+
+def shared_prefix_key(job: AgentJob) -> str | None:
+    """Which shared prompt prefix the agent starts on, if it is warmed (None: never)."""
+    if not job.settings.warm_up:
+        return None
+    return warmup.prefix_key(current_endpoint(job.provider), first_request(job))
 
 
 async def run_tool_loop(job: AgentJob, backoff: Backoff = MODEL_BACKOFF) -> AgentOutput:
     """Run the job's agent to its `submit`; AgentError if it cannot get there."""
     role, settings = job.role, job.settings
     started = time.perf_counter()
-    client = get_client(current_endpoint(job.provider))
+    endpoint = current_endpoint(job.provider)
+    client = get_client(endpoint)
     view = AgentView(
         workdir=Path(job.workdir),
         base_tree=job.base_tree,
         brief=job.brief(),
         upstream=job.upstream,
-        limits=Limits(max_file_bytes=settings.max_file_bytes, max_files=settings.max_files),
+        limits=Limits(
+            max_file_bytes=settings.max_file_bytes,
+            max_files=settings.max_files,
+            run_timeout_s=settings.run_timeout_s,
+        ),
         result_schema=job.result_schema,
     )
     usage = Usage()
-    messages: list[dict[str, Any]] = [{"role": "user", "content": pointer_message(role)}]
-    request = ModelRequest(
-        model=settings.model,
-        system=system_prompt(role),
-        messages=messages,
-        tools=tools_for(job.result_schema),
-        max_tokens=settings.max_tokens,
-        timeout_s=settings.timeout_s,
-    )
+    cost, uncached_cost = 0.0, 0.0  # summed per request: a request's rate may depend on its size
+    request = first_request(job)
+    messages = request.messages
+    prefix = warmup.prefix_key(endpoint, request) if settings.warm_up else None
     nudged = False
 
     def count_request() -> None:
@@ -58,7 +90,10 @@ async def run_tool_loop(job: AgentJob, backoff: Backoff = MODEL_BACKOFF) -> Agen
 
     budget = current_budget() if job.provider != "offline" else None
     last_tool_error = ""
-    for _turn in range(settings.max_turns):
+    await warmup.before_first_request(
+        client, request, prefix, provider=job.provider, who=f"agent {role.id}"
+    )
+    for turn in range(settings.max_turns):
         hold = budget.reserve(f"agent {role.id}", call_estimate(request)) if budget else 0
         reply_cost = 0.0
         try:
@@ -69,26 +104,31 @@ async def run_tool_loop(job: AgentJob, backoff: Backoff = MODEL_BACKOFF) -> Agen
                 who=f"agent {role.id}",
                 on_attempt=count_request,
             )
-            this_call = Usage()
-            this_call.add_message(reply)
+            this_call = Usage.of(reply)
             reply_cost = cost_usd(settings.model, this_call, job.provider)
         finally:
             if budget:
                 budget.settle(hold, reply_cost)
-        usage.add_message(reply)
+        if turn == 0:
+            warmup.saw(prefix, settings.shared_prefix_ttl, reply)
+        usage.add(this_call)
+        cost += reply_cost
+        uncached_cost += cost_usd(settings.model, this_call.without_cache(), job.provider)
         if usage.total_tokens > settings.max_agent_tokens:
             raise AgentError(
                 f"agent {role.id} used {usage.total_tokens} tokens, over its cap of "
                 f"{settings.max_agent_tokens}; raise max_agent_tokens in the team, or narrow "
                 "the role's instructions"
             )
+        if request.caching is not None:  # the next request reads what this one wrote
+            request.caching.history = len(messages)
         messages.append(
             {
                 "role": "assistant",
                 "content": [b.model_dump(exclude_none=True) for b in reply.content],
             }
         )
-        results, submission = _run_tools(view, reply)
+        results, submission = await _run_tools(view, reply)
         errors = [r["content"] for r in results if r.get("is_error")]
         last_tool_error = errors[-1] if errors else last_tool_error
         if submission is not None:
@@ -103,7 +143,8 @@ async def run_tool_loop(job: AgentJob, backoff: Backoff = MODEL_BACKOFF) -> Agen
                 usage=usage,
                 model=settings.model,
                 provider=job.provider,
-                cost_usd=cost_usd(settings.model, usage, job.provider),
+                cost_usd=round(cost, 8),
+                uncached_cost_usd=round(uncached_cost, 8),
                 duration_s=round(time.perf_counter() - started, 4),
                 cache_key=job.cache_key(),
             )
@@ -126,7 +167,9 @@ async def run_tool_loop(job: AgentJob, backoff: Backoff = MODEL_BACKOFF) -> Agen
     )
 
 
-def _run_tools(view: AgentView, reply: Message) -> tuple[list[dict[str, Any]], Submission | None]:
+async def _run_tools(
+    view: AgentView, reply: Message
+) -> tuple[list[dict[str, Any]], Submission | None]:
     """Run every tool_use block of a reply (any position, not only the first)."""
     results: list[dict[str, Any]] = []
     submission: Submission | None = None
@@ -134,7 +177,7 @@ def _run_tools(view: AgentView, reply: Message) -> tuple[list[dict[str, Any]], S
         if block.type != "tool_use":
             continue
         try:
-            outcome = call_tool(view, block.name, block.input)
+            outcome = await call_tool(view, block.name, block.input)
         except ToolError as exc:
             results.append(
                 {

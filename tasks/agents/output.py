@@ -31,6 +31,9 @@ class AgentOutput(BaseModel):
     model: str
     provider: Provider
     cost_usd: float = 0.0
+    uncached_cost_usd: float = Field(
+        default=0.0, description="What the same requests would have cost with no prompt caching."
+    )
     duration_s: float = 0.0
     cache_key: str = ""
     result: dict[str, Any] = Field(
@@ -52,6 +55,8 @@ def trailer_lines(outputs: list[AgentOutput], run_id: str, provider: str) -> lis
     """The `Agentmill-*` trailers: run id, provider, and each agent's key, model, tokens, cost."""
     lines = [f"Agentmill-Run: {run_id}", f"Agentmill-Provider: {provider}"]
     for o in outputs:
+        if o.model == "checks":  # a verdict, not an agent: it has its own trailer
+            continue
         u = o.usage
         lines.append(
             f"Agentmill-Agent: {o.role} key={o.cache_key} model={o.model} "

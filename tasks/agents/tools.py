@@ -7,7 +7,10 @@ output depends on its cache key's inputs and on nothing that timing changes.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shlex
+import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -17,17 +20,22 @@ from tasks.agents.errors import ToolError
 from tasks.agents.prompts import BRIEF_PATH
 from tasks.agents.schema import check_result
 from tasks.common.git import list_tree, read_blob
+from tasks.common.sandbox import SandboxLimits, default_sandbox
+from tasks.common.trees import CandidateTree
 from tasks.common.workspace import PathRejected, check_path
 
 MAX_READ_BYTES = 200_000
+RUN_OUTPUT_BYTES = 16_000  # what a `run` shows the model: the tail, where failures are
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Caps on one agent's change set."""
+    """Caps on one agent's change set and its `run` tool."""
 
     max_file_bytes: int = 256_000
     max_files: int = 50
+    run_timeout_s: float = 120.0
+    max_runs: int = 10
 
 
 @dataclass
@@ -49,6 +57,7 @@ class AgentView:
     upstream: list[Any]  # AgentOutput, in topological order (typed loosely to avoid a cycle)
     limits: Limits = field(default_factory=Limits)
     changes: dict[str, str] = field(default_factory=dict)
+    runs: int = 0
     # When set, `submit` must carry a `result` object matching it (see `check_result`).
     result_schema: dict[str, Any] | None = None
 
@@ -121,6 +130,33 @@ class AgentView:
         self.changes[path] = content
         return f"recorded {path} ({size} bytes)"
 
+    async def run(self, command: str) -> str:
+        """Run one command in the sandbox over exactly this view: base, dependencies, own writes."""
+        try:
+            argv = shlex.split(command)
+        except ValueError as exc:
+            raise ToolError(
+                f"run: the command does not parse ({exc}); quote it as a shell would"
+            ) from None
+        if not argv:
+            raise ToolError("run: the command is empty")
+        if self.runs >= self.limits.max_runs:
+            raise ToolError(f"run: at most {self.limits.max_runs} commands per agent")
+        self.runs += 1
+        layers = (*(dict(o.files) for o in self.upstream), dict(self.changes))
+        tree = CandidateTree(str(self.workdir), self.base_tree, layers)
+        limits = SandboxLimits(timeout_s=self.limits.run_timeout_s, output_bytes=RUN_OUTPUT_BYTES)
+        with tempfile.TemporaryDirectory(prefix="agentmill-run-") as scratch:
+            copy = await asyncio.to_thread(tree.materialise, Path(scratch) / "tree")
+            result = await default_sandbox().run(copy, argv, limits=limits)
+        code = (
+            "no exit code (killed)" if result.exit_code is None else f"exit code {result.exit_code}"
+        )
+        return (
+            f"{code}; {result.status} in {result.duration_s:.1f}s ({result.sandbox} sandbox, "
+            f"no network)\n{result.output}"
+        )
+
 
 def _as_text(path: str, data: bytes) -> str:
     """A base-tree file as the model sees it: text, or a note that it is binary."""
@@ -132,7 +168,7 @@ def _as_text(path: str, data: bytes) -> str:
     return text
 
 
-def call_tool(view: AgentView, name: str, args: Any) -> str | Submission:
+async def call_tool(view: AgentView, name: str, args: Any) -> str | Submission:
     """Run one tool call; a Submission ends the loop. Raises ToolError for bad calls."""
     if not isinstance(args, dict):
         raise ToolError(f"{name}: arguments must be an object")
@@ -145,6 +181,8 @@ def call_tool(view: AgentView, name: str, args: Any) -> str | Submission:
             return view.read_output(_str(args, "role"))
         if name == "write_file":
             return view.write_file(_str(args, "path"), _str(args, "content", allow_empty=True))
+        if name == "run":
+            return await view.run(_str(args, "command"))
         if name == "submit":
             result: dict[str, Any] | None = None
             if view.result_schema is not None:
@@ -164,7 +202,7 @@ def call_tool(view: AgentView, name: str, args: Any) -> str | Submission:
     except KeyError as exc:
         raise ToolError(f"{name}: missing argument {exc.args[0]!r}") from None
     raise ToolError(
-        f"unknown tool {name!r}; use list_files, read_file, read_output, write_file or submit"
+        f"unknown tool {name!r}; use list_files, read_file, read_output, write_file, run or submit"
     )
 
 

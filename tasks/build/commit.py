@@ -22,19 +22,40 @@ from tasks.common.workspace import STORE_DIR, atomic_write_json, plan_writes, wr
 JOURNAL = "pending-phase.json"
 
 
-def phase_commit_message(phase: str, outputs: list[AgentOutput], run_id: str, provider: str) -> str:
-    roles = ", ".join(o.role for o in outputs)
-    lines = [f"agentmill: {phase} phase ({len(outputs)} agents)", "", f"Agents: {roles}", ""]
+def phase_commit_message(
+    phase: str,
+    outputs: list[AgentOutput],
+    run_id: str,
+    provider: str,
+    trailers: list[str] | None = None,
+) -> str:
+    agents = [o.role for o in outputs if o.model != "checks"]
+    lines = [
+        f"agentmill: {phase} phase ({len(agents)} agents)",
+        "",
+        f"Agents: {', '.join(agents)}",
+        "",
+    ]
     if provider == "offline":
-        lines += ["Written by the OFFLINE model: placeholder documents, not a real app.", ""]
+        lines += ["Written by the OFFLINE model: placeholder work, not a real app.", ""]
     lines += trailer_lines(outputs, run_id, provider)
+    lines += trailers or []
     return "\n".join(lines) + "\n"
 
 
 def commit_phase(
-    workdir: Path, store: Store, phase: str, outputs: list[AgentOutput], run_id: str, provider: str
+    workdir: Path,
+    store: Store,
+    phase: str,
+    outputs: list[AgentOutput],
+    run_id: str,
+    provider: str,
+    trailers: list[str] | None = None,
 ) -> str | None:
-    """Apply, record and commit one phase; None when nothing changed against HEAD."""
+    """Apply, record and commit one phase; None when nothing changed against HEAD.
+
+    `outputs` are applied in order, so a fix agent's file replaces the one it fixed.
+    """
     writes = plan_writes(workdir, {o.role: o.files for o in outputs})
     refuse_secrets(outputs)
     records = [path for o in outputs for path in store.output_paths(o.role)]
@@ -45,7 +66,8 @@ def commit_phase(
         write_all(writes)
         for output in outputs:
             store.save_output(output)
-        sha = commit_paths(workdir, paths, phase_commit_message(phase, outputs, run_id, provider))
+        message = phase_commit_message(phase, outputs, run_id, provider, trailers)
+        sha = commit_paths(workdir, paths, message)
     except BaseException:
         restore_paths(workdir, paths)
         journal.unlink(missing_ok=True)

@@ -16,9 +16,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
-from blocks.team import AgentTeam
+from prefect.client.schemas.objects import State
+from prefect.utilities.annotations import quote
+
+from blocks.team import AgentTeam, Role, checks_id
 from tasks.agents.graph import AgentGraph, Finished, GraphHooks, Node
 from tasks.agents.job import AgentJob, agent_settings
 from tasks.agents.output import AgentOutput
@@ -28,13 +31,37 @@ from tasks.build.planning import Phase, Plan
 from tasks.build.progress import Progress
 from tasks.build.report import AgentReport, CommitRecord
 from tasks.build.store import AgentEntry, Manifest, PhaseEntry, Store, now_iso
+from tasks.build.verify import (
+    CONFIG_FILES,
+    CheckRun,
+    NotCached,
+    Verification,
+    VerificationRound,
+    detect_checks,
+    failure_report,
+    is_code,
+    pointed_at,
+    run_check,
+)
 from tasks.common.context import Scoped
 from tasks.common.errors import AgentmillError
 from tasks.common.logs import run_logger
+from tasks.common.trees import CandidateTree
 from tasks.model.endpoint import Provider
+from tasks.model.ledger import CacheLedger
 
 T = TypeVar("T")
 _SETTLED = ("done", "failed", "skipped")
+# What of a verdict differs from run to run for the same tree and checks.
+_RUN_STATE: dict[str, Any] = {
+    "rounds": {
+        "__all__": {
+            "started_s": True,
+            "finished_s": True,
+            "checks": {"__all__": {"duration_s", "cached"}},
+        }
+    }
+}
 
 
 class PhaseFailed(AgentmillError, RuntimeError):
@@ -66,8 +93,12 @@ class Build(GraphHooks):
     progress: Progress = field(init=False)
     feedback: list[str] = field(default_factory=list)
     clock_start: float = field(default_factory=time.perf_counter)
+    install_deps: bool = False
     runs: dict[str, AgentRun] = field(default_factory=dict)
     commits: list[CommitRecord] = field(default_factory=list)
+    verification: Verification = field(default_factory=Verification)
+    fixes: dict[str, list[str]] = field(default_factory=dict)  # phase -> fix agents, in order
+    fix_owner: dict[str, str] = field(default_factory=dict)  # fix agent -> the role it fixes
     graph: AgentGraph = field(init=False)
     _phase_done: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
     _phase_running: dict[str, asyncio.Event] = field(default_factory=dict)
@@ -82,14 +113,20 @@ class Build(GraphHooks):
             workdir=str(self.workdir),
             hooks=self,
         )
-        for role_id in self.plan.order:  # topological: dependencies are added first
-            role = self.plan.roles[role_id]
+        for node_id in self.plan.nodes:  # topological: dependencies are added first
+            if node_id in self.plan.checks:
+                phase = self.plan.phase_of(node_id)
+                self.graph.add_step(
+                    node_id, self.plan.checks[node_id], partial(self.verify_phase, phase)
+                )
+                continue
+            role = self.plan.roles[node_id]
             settings = agent_settings(self.team, role)
             # The approval gate's comments reach the roots (the PM), whose revision
             # then really runs: the comments are part of its cache key.
             feedback = self.feedback if not role.depends_on else []
             self.graph.add(Node(role=role, settings=settings, feedback=feedback))
-            self.manifest.agents[role_id] = AgentEntry(phase=role.phase)
+            self.manifest.agents[node_id] = AgentEntry(phase=role.phase)
         self._phase_done = {p.name: loop.create_future() for p in self.plan.phases}
         self._phase_running = {p.name: asyncio.Event() for p in self.plan.phases}
         self.progress = Progress(None, len(self.plan.order))
@@ -128,7 +165,9 @@ class Build(GraphHooks):
         """Make a committed phase runnable again (the approval gate sent it back)."""
         loop = asyncio.get_running_loop()
         roles = self._roles_of(phase)
-        self.graph.reset(roles)
+        self.graph.reset([*roles, checks_id(phase)])
+        self.verification.rounds = [r for r in self.verification.rounds if r.phase != phase]
+        self.fixes.pop(phase, None)
         for role_id in roles:
             self.runs.pop(role_id, None)
             self.manifest.agents[role_id] = AgentEntry(phase=phase)
@@ -157,11 +196,208 @@ class Build(GraphHooks):
         """Wait for this role's dependencies, then run (or fetch from cache) its agent."""
         return await self.graph.run(role_id)
 
+    # -- verification ------------------------------------------------------------
+
+    async def verify_phase(self, phase: str) -> AgentOutput:
+        """Run the phase's checks on its candidate tree; fix, at most `fix_rounds` times.
+
+        The candidate tree is the base plus every output so far (earlier phases'
+        fixes included) plus this phase's. A failure goes to the agents that
+        wrote the files it points at (a fixer when no agent did), as a fix
+        agent whose instructions hold the failure; the checks then run again.
+        The returned output is the graph node dependants read: the verdict as
+        its result, the fixed files as its files.
+        """
+        node = checks_id(phase)
+        run = self.runs[node] = AgentRun(started_s=time.perf_counter() - self.clock_start)
+        started = time.perf_counter()
+        changed = [p for r in self._roles_of(phase) for p in self._files_of(r)]
+        rounds: list[VerificationRound] = []
+        fixed: dict[str, str] = {}
+        if self.team.verify and any(is_code(p) for p in changed):
+            layers = self._layers_before(phase) + [self._files_of(r) for r in self._roles_of(phase)]
+            for number in range(1, self.team.fix_rounds + 2):
+                tree = CandidateTree(str(self.workdir), self.base_tree, (*layers, dict(fixed)))
+                began = time.perf_counter() - self.clock_start
+                checks = await self._run_checks(tree, phase)
+                if not checks:
+                    break
+                rounds.append(
+                    VerificationRound(
+                        round=number,
+                        phase=phase,
+                        checks=checks,
+                        started_s=round(began, 4),
+                        finished_s=round(time.perf_counter() - self.clock_start, 4),
+                    )
+                )
+                failing = [c for c in checks if c.status != "passed"]
+                fixable = [c for c in failing if not c.missing_dependency]
+                if not fixable or number > self.team.fix_rounds:
+                    break
+                files = pointed_at(failing, tree.paths())
+                fixes = await self._fix(phase, files, failure_report(failing, files), layers, fixed)
+                rounds[-1].fixed_by = [o.role for o in fixes]
+                for output in fixes:
+                    fixed.update(output.files)
+        verdict = Verification.of(rounds)
+        self.verification = Verification.of([*self.verification.rounds, *rounds])
+        output = AgentOutput(
+            role=node,
+            summary=f"{phase}: {verdict.line()}",
+            decisions=[f"round {r.round}: {c.name} {c.status}" for r in rounds for c in r.checks],
+            files=fixed,
+            # Without times and cache flags: the result is in dependants' cache keys,
+            # and the same tree and checks must read the same on every run.
+            result=verdict.model_dump(mode="json", exclude=_RUN_STATE),
+            model="checks",
+            provider=self.provider,
+        )
+        run.output, run.duration_s = output, time.perf_counter() - started
+        log = run_logger("agentmill.build")
+        log.info("phase %s: %s", phase, verdict.line())
+        return output
+
+    async def _run_checks(self, tree: CandidateTree, phase: str) -> list[CheckRun]:
+        """Every check the tree calls for, at once, each a cached Prefect task."""
+        configs = await asyncio.to_thread(self._config_texts, tree, tree.paths())
+        declared = [c for r in self._roles_of(phase) for c in self.plan.roles[r].checks]
+        specs = detect_checks(tree, configs, declared, self.team.check_timeout_s)
+        # quoted: Prefect would walk every file of the tree looking for futures. Prefect
+        # types an async task's call with return_state as returning the State itself.
+        quoted = cast("CandidateTree", quote(tree))
+        pending = [
+            cast(
+                "Awaitable[State[CheckRun]]",
+                run_check(quoted, spec, self.install_deps, return_state=True),
+            )
+            for spec in specs
+        ]
+        states = await asyncio.gather(*pending)
+        results: list[CheckRun] = []
+        for spec, state in zip(specs, states, strict=True):
+            try:
+                run = await cast("Awaitable[CheckRun]", state.result())
+                results.append(run.model_copy(update={"cached": state.name == "Cached"}))
+            except NotCached as exc:
+                results.append(exc.run)
+            except Exception as exc:
+                results.append(
+                    CheckRun(
+                        name=spec.name,
+                        command=" ".join(spec.command),
+                        status="error",
+                        exit_code=None,
+                        duration_s=0.0,
+                        sandbox="process",
+                        output_tail=f"the check could not run: {exc}",
+                    )
+                )
+        return results
+
+    @staticmethod
+    def _config_texts(tree: CandidateTree, paths: list[str]) -> dict[str, str]:
+        """The text of the files that decide which checks run (pyproject.toml, package.json...)."""
+        wanted = [p for p in paths if p in CONFIG_FILES]
+        overlay = tree.overlay()
+        texts = {p: overlay[p] for p in wanted if p in overlay}
+        from tasks.common.git import list_tree, read_blobs
+
+        entries = list_tree(Path(tree.workdir), tree.base_tree)
+        blobs = read_blobs(Path(tree.workdir), [entries[p].blob for p in wanted if p not in texts])
+        for path in wanted:
+            if path not in texts:
+                texts[path] = blobs[entries[path].blob].decode(errors="replace")
+        return texts
+
+    async def _fix(
+        self,
+        phase: str,
+        files: list[str],
+        report: str,
+        layers: list[dict[str, str]],
+        fixed: dict[str, str],
+    ) -> list[AgentOutput]:
+        """One fix agent per owner of the failing files (a fixer if none), all at once."""
+        owners = sorted({self._writer(path, phase) or "" for path in files} - {""}) or ["FIXER"]
+        done = self.fixes.setdefault(phase, [])
+        roles = []
+        for owner in owners:
+            base = self.plan.roles.get(owner)
+            count = sum(1 for fixed in self.fix_owner.values() if fixed == owner) + 1
+            role = Role(
+                id=f"{owner}_FIX_{count}",
+                title=f"{base.title if base else 'Fixer'}, fixing the checks",
+                phase=phase,
+                track=base.track if base else "verification",
+                tier=base.tier if base else self.team.fixer_tier,
+                depends_on=[*self._roles_of(phase), *self._checks_before(phase), *done],
+                instructions=fix_instructions(phase, report),
+            )
+            roles.append(role)
+            self.fix_owner[role.id] = owner
+            self.manifest.agents[role.id] = AgentEntry(phase=phase)
+            self.graph.add(Node(role=role, settings=agent_settings(self.team, role)))
+        done += [r.id for r in roles]
+        return list(await asyncio.gather(*(self.graph.run(r.id) for r in roles)))
+
+    def _writer(self, path: str, phase: str) -> str | None:
+        """The role whose work last wrote `path` in this build, up to `phase`.
+
+        A fix agent's write counts for the role it fixed, so a file that fails
+        again goes back to the same owner.
+        """
+        writer = None
+        for earlier in self.plan.phases:
+            for role_id in [*earlier.roles, *self.fixes.get(earlier.name, [])]:
+                if path in self._files_of(role_id):
+                    writer = self.fix_owner.get(role_id, role_id)
+            if earlier.name == phase:
+                break
+        return writer
+
+    def _checks_before(self, phase: str) -> list[str]:
+        names = [p.name for p in self.plan.phases]
+        index = names.index(phase)
+        return [checks_id(names[index - 1])] if index > 0 else []
+
+    def _files_of(self, role_id: str) -> dict[str, str]:
+        run = self.runs.get(role_id)
+        return run.output.files if run and run.output else {}
+
+    def _layers_before(self, phase: str) -> list[dict[str, str]]:
+        """The change sets of every earlier phase, in order: its agents', then its fixes."""
+        layers: list[dict[str, str]] = []
+        for earlier in self.plan.phases:
+            if earlier.name == phase:
+                break
+            layers += [self._files_of(r) for r in earlier.roles]
+            layers.append(self._files_of(checks_id(earlier.name)))
+        return layers
+
+    def report_order(self) -> list[str]:
+        """Every agent in graph order, each phase's fix agents after its own agents."""
+        order: list[str] = []
+        for node in self.plan.nodes:
+            if node in self.plan.checks:
+                order += self.fixes.get(self.plan.phase_of(node), [])
+            else:
+                order.append(node)
+        return order
+
+    def agent_deps(self) -> dict[str, list[str]]:
+        """Each reported agent's dependencies (fix agents' included), for the critical path."""
+        deps = {r: self.plan.role_deps(r) for r in self.plan.order}
+        for fixes in self.fixes.values():
+            for fix in fixes:
+                deps[fix] = [d for d in self.graph.ancestors(fix) if d in deps or d in fixes]
+        return deps
+
     # -- what the graph tells us, as agents land ------------------------------
 
     def _announce(self, role_id: str) -> partial[None]:
         entry = self.manifest.agents[role_id]
-        phase = self.plan.phase_of(role_id)
+        phase = entry.phase
         return partial(
             emit_agent_event, run_id=self.run_id, role=role_id, phase=phase, model=entry.model
         )
@@ -200,7 +436,8 @@ class Build(GraphHooks):
 
     async def settled(self, role_id: str) -> None:
         """Move the run's progress artifact; a UI watcher sees agents land (see `Progress`)."""
-        self.progress.update(sum(1 for e in self.manifest.agents.values() if e.status in _SETTLED))
+        agents = self.manifest.agents.values()  # fix agents and checks join as they are added
+        self.progress.update(sum(1 for e in agents if e.status in _SETTLED), len(agents))
 
     # -- commits ---------------------------------------------------------------
 
@@ -219,7 +456,13 @@ class Build(GraphHooks):
                 )
             if not previous_ok:
                 raise PhaseFailed(f"phase {phase} not committed: an earlier phase failed")
-            outputs = [self.runs[r].output for r in self.plan.ordered(self._roles_of(phase))]
+            roles = [*self.plan.ordered(self._roles_of(phase)), *self.fixes.get(phase, [])]
+            outputs = [self.runs[r].output for r in roles]
+            checks = self.graph.output(checks_id(phase))
+            trailers = []
+            if checks is not None and checks.result.get("status") != "skipped":
+                outputs.append(checks)
+                trailers.append(f"Agentmill-Checks: {checks.summary}")
             # In a worker thread: writing files and git objects takes tens of ms per
             # phase, and agents of later phases stream their replies meanwhile. Phases
             # commit one at a time (each waits for the one before), so there is never
@@ -232,6 +475,7 @@ class Build(GraphHooks):
                 [o for o in outputs if o],
                 self.run_id,
                 self.provider,
+                trailers,
             )
         except Exception:
             entry.status = "failed"
@@ -246,7 +490,9 @@ class Build(GraphHooks):
         if sha is None:
             log.info("phase %s: no change against HEAD, no commit", phase)
             return None
-        record = CommitRecord(phase=phase, sha=sha, agents=self._roles_of(phase))
+        record = CommitRecord(
+            phase=phase, sha=sha, agents=[*self._roles_of(phase), *self.fixes.get(phase, [])]
+        )
         self.commits.append(record)
         emit_phase_committed(self.run_id, phase, sha, record.agents)
         log.info("phase %s committed as %s", phase, sha[:12])
@@ -256,15 +502,16 @@ class Build(GraphHooks):
         return next(p.roles for p in self.plan.phases if p.name == phase)
 
     def agent_reports(self) -> list[AgentReport]:
+        """A line per agent (fix agents included) and per phase's checks, in graph order."""
         reports = []
-        for role_id in self.plan.order:
+        for role_id in self.report_order():
             run = self.runs.get(role_id, AgentRun())
             out = run.output
             entry = self.manifest.agents[role_id]
             reports.append(
                 AgentReport(
                     role=role_id,
-                    phase=self.plan.phase_of(role_id),
+                    phase=entry.phase,
                     model=out.model if out else entry.model,
                     cached=run.cached,
                     status=entry.status,
@@ -275,12 +522,25 @@ class Build(GraphHooks):
                     requests=0 if (run.cached or not out) else out.usage.requests,
                     files=len(out.files) if out else 0,
                     error=entry.error,
+                    cache=CacheLedger()
+                    if (run.cached or not out)
+                    else CacheLedger.of(out.usage, out.cost_usd, out.uncached_cost_usd),
                 )
             )
         return reports
 
 
 ACTIVE_BUILD: Scoped[Build | None] = Scoped("build", None)
+
+
+def fix_instructions(phase: str, report: str) -> str:
+    """What a fix agent is asked: its failures are part of its instructions, hence its key."""
+    return (
+        f"The project's checks failed after the {phase} phase. Make them pass: read the "
+        "failing files and what they use, fix the cause (in the code, or in a test that is "
+        "wrong), rewrite each file you change in full with write_file, and run the failing "
+        "command with run before you submit. The failures:\n\n" + report
+    )
 
 
 def current_build() -> Build:

@@ -11,7 +11,7 @@ from functools import cached_property
 
 from pydantic import BaseModel
 
-from blocks.team import AgentTeam, Role, default_team
+from blocks.team import AgentTeam, Role, checks_id, default_team
 from tasks.agents.graph import CycleError, topological_order
 from tasks.common.errors import AgentmillError
 
@@ -35,26 +35,52 @@ class Phase(BaseModel):
 
 
 class Plan(BaseModel):
-    """Phases in commit order; `order` is one topological order of every role."""
+    """Phases in commit order; `order` is one topological order of every role.
+
+    Each phase with roles also has a checks node (`checks_id(phase)`): it
+    depends on the phase's roles and on the previous phase's checks node,
+    and roles of later phases may depend on it to read the verdict. `nodes`
+    is every node, roles and checks, phase by phase: a topological order.
+    """
 
     phases: list[Phase]
     roles: dict[str, Role]
     order: list[str]
+    checks: dict[str, list[str]] = {}  # checks node id -> what it waits for
+    nodes: list[str] = []
+
+    def deps(self, node_id: str) -> list[str]:
+        if node_id in self.checks:
+            return self.checks[node_id]
+        return self.roles[node_id].depends_on
+
+    def role_deps(self, node_id: str) -> list[str]:
+        """The roles a node waits for: its dependencies, each checks node replaced by its roles.
+
+        What a schedule without checks nodes (the benchmark's baselines, the
+        critical path) sees of the graph.
+        """
+        roles: set[str] = set()
+        for dep in self.deps(node_id):
+            roles.update(self.role_deps(dep) if dep in self.checks else [dep])
+        return [r for r in self.order if r in roles]
 
     @cached_property
     def ancestors(self) -> dict[str, frozenset[str]]:
-        """Transitive dependencies of each role: what it may read, and what its key hashes."""
+        """Transitive dependencies of each node: what it may read, and what its key hashes."""
         result: dict[str, frozenset[str]] = {}
-        for role_id in self.order:
-            deps = self.roles[role_id].depends_on
-            result[role_id] = frozenset(deps).union(*(result[d] for d in deps))
+        for node_id in self.nodes or self.order:
+            deps = self.deps(node_id)
+            result[node_id] = frozenset(deps).union(*(result[d] for d in deps))
         return result
 
-    def descendants(self, role_id: str) -> set[str]:
-        return {r for r, ancestors in self.ancestors.items() if role_id in ancestors}
+    def descendants(self, node_id: str) -> set[str]:
+        return {r for r in self.order if node_id in self.ancestors[r]}
 
-    def phase_of(self, role_id: str) -> str:
-        return self.roles[role_id].phase
+    def phase_of(self, node_id: str) -> str:
+        if node_id in self.checks:
+            return next(p.name for p in self.phases if checks_id(p.name) == node_id)
+        return self.roles[node_id].phase
 
     def ordered(self, role_ids: Iterable[str]) -> list[str]:
         """The given roles in the plan's topological order."""
@@ -97,27 +123,33 @@ def plan_phases(team: AgentTeam) -> Plan:
             team.model_for(role)  # an unknown tier is a planning error too
         except ValueError as exc:
             raise PlanError(str(exc)) from None
-    _check_dependencies(roles, phase_index)
-    try:
-        order = topological_order({r.id: r.depends_on for r in roles.values()})
-    except CycleError as exc:
-        raise PlanError(
-            "the team's dependencies form a cycle: "
-            + " -> ".join(exc.cycle)
-            + "; remove one of these dependencies"
-        ) from None
-    phases = []
+    _check_dependencies(roles, phase_index, team.phases)
+    order: list[str] = []
+    nodes: list[str] = []
+    phases: list[Phase] = []
+    checks: dict[str, list[str]] = {}
+    previous: str | None = None
     for name in team.phases:
+        members = {r.id: r.depends_on for r in roles.values() if r.phase == name}
+        if not members:
+            continue
+        try:
+            in_phase = topological_order(members)
+        except CycleError as exc:
+            raise PlanError(
+                "the team's dependencies form a cycle: "
+                + " -> ".join(exc.cycle)
+                + "; remove one of these dependencies"
+            ) from None
         tracks: dict[str, list[str]] = {}
-        for role_id in order:
-            role = roles[role_id]
-            if role.phase == name:
-                tracks.setdefault(role.track, []).append(role_id)
-        if tracks:
-            phases.append(
-                Phase(name=name, tracks=[Track(name=t, roles=r) for t, r in tracks.items()])
-            )
-    return Plan(phases=phases, roles=roles, order=order)
+        for role_id in in_phase:
+            tracks.setdefault(roles[role_id].track, []).append(role_id)
+        phases.append(Phase(name=name, tracks=[Track(name=t, roles=r) for t, r in tracks.items()]))
+        checks[checks_id(name)] = [*in_phase, *([previous] if previous else [])]
+        previous = checks_id(name)
+        order += in_phase
+        nodes += [*in_phase, previous]
+    return Plan(phases=phases, roles=roles, order=order, checks=checks, nodes=nodes)
 
 
 def _unique_roles(roles: list[Role]) -> dict[str, Role]:
@@ -129,9 +161,20 @@ def _unique_roles(roles: list[Role]) -> dict[str, Role]:
     return by_id
 
 
-def _check_dependencies(roles: dict[str, Role], phase_index: dict[str, int]) -> None:
+def _check_dependencies(
+    roles: dict[str, Role], phase_index: dict[str, int], phases: list[str]
+) -> None:
+    checks = {checks_id(p): p for p in phases}
     for role in roles.values():
         for dep in role.depends_on:
+            if dep in checks:
+                if phase_index[checks[dep]] >= phase_index[role.phase]:
+                    raise PlanError(
+                        f"role {role.id} (phase {role.phase}) depends on {dep}, the checks of "
+                        f"phase {checks[dep]}, which run after that phase's roles; depend on "
+                        "an earlier phase's checks"
+                    )
+                continue
             if dep not in roles:
                 raise PlanError(
                     f"role {role.id} depends on {dep}, which is not in the team; "

@@ -46,16 +46,24 @@ class Progress:
         self.writes = 0
         self._write = write
         self._latest = 0
-        self._written = 0
+        self._changed = False  # a count (or total) not written yet
         self._next_at = 0.0  # loop time before which no write starts
         self._holds = 0
         self._lock = asyncio.Lock()  # one write in flight at a time
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
 
-    def update(self, done: int) -> None:
-        """Record that `done` agents have settled; written now or within `interval_s`."""
-        self._latest = max(self._latest, done)
+    def update(self, done: int, total: int | None = None) -> None:
+        """Record that `done` of `total` agents have settled; written now or within `interval_s`.
+
+        `total` grows when a phase's checks add fix agents; without it, it stays.
+        """
+        if total is not None and total != self.total:
+            self.total = total
+            self._changed = True
+        if done > self._latest:
+            self._latest = done
+            self._changed = True
         self._schedule()
 
     @contextlib.asynccontextmanager
@@ -79,7 +87,7 @@ class Progress:
     def _schedule(self) -> None:
         if self.artifact_id is None or self._holds or self._timer is not None:
             return
-        if self._latest == self._written or (self._task and not self._task.done()):
+        if not self._changed or (self._task and not self._task.done()):
             return  # nothing new, or the write in flight schedules the next one
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(max(0.0, self._next_at - loop.time()), self._start)
@@ -96,21 +104,21 @@ class Progress:
 
     async def _write_latest(self) -> None:
         async with self._lock:
-            done = self._latest
-            if self.artifact_id is None or done == self._written:
+            done, total = self._latest, self.total
+            if self.artifact_id is None or not self._changed:
                 return
+            self._changed = False  # an update during the write sets it again
             try:
                 await self._write(
                     self.artifact_id,
-                    round(100 * done / self.total, 1),
-                    f"{done} of {self.total} agents done",
+                    round(100 * done / total, 1) if total else 0.0,
+                    f"{done} of {total} agents done",
                 )
             except Exception as exc:  # the artifact is a view; the build goes on without it
                 run_logger("agentmill.build").warning(
                     "progress artifact not updated (%d of %d agents done): %s",
-                    done, self.total, exc,
+                    done, total, exc,
                 )  # fmt: skip
             self.writes += 1
-            self._written = done
             self._next_at = asyncio.get_running_loop().time() + self.interval_s
         self._schedule()  # a count that landed during the write

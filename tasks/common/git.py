@@ -150,6 +150,15 @@ def _listing(workdir: str, tree: str) -> tuple[tuple[str, TreeEntry], ...]:
         repo.close()
 
 
+def read_blobs(workdir: Path, blobs: list[str]) -> dict[str, bytes]:
+    """The content of each blob, reading the repository once (materialising a tree)."""
+    repo = _repo(workdir)
+    try:
+        return {blob: repo.odb.stream(bytes.fromhex(blob)).read() for blob in set(blobs)}
+    finally:
+        repo.close()
+
+
 def read_blob(workdir: Path, blob: str) -> bytes:
     repo = _repo(workdir)
     try:

@@ -1,11 +1,13 @@
 """The review step's checks: ruff, bandit, a secret scan and the repository's own tests.
 
-They run at the same time (asyncio subprocesses) on the changed tree. Ruff,
-bandit and the secret scan look at the changed files only, so findings are
-about this change, not about the repository's past; the tests run whole,
-because a change can break any of them. The tools run with a minimal
-environment: the repository's tests are code we did not write, and must
-not see the GitHub token, a model key or the Prefect API.
+They run at the same time on a throwaway copy of the changed tree
+(`tasks.common.trees`), in the sandbox (`tasks.common.sandbox`): bubblewrap
+where it is installed, with no network, no secrets and no view of the clone
+or its worktrees. Ruff, bandit and the secret scan look at the changed files
+only, so findings are about this change, not about the repository's past;
+the tests run whole, because a change can break any of them. The tests are
+code we did not write: they must not see the GitHub token, a model key or
+the Prefect API, nor leave anything behind.
 
 The findings reach the reviewer agent as the output of a pseudo-agent
 (`ISSUE_CHECKS`) it depends on, so they are part of its cache key like any
@@ -19,6 +21,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -28,8 +31,9 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from tasks.agents.output import AgentOutput
-from tasks.common.processes import run_process
+from tasks.common.sandbox import INSIDE, SandboxLimits, default_sandbox
 from tasks.common.secrets import redact, scan_text
+from tasks.common.trees import CandidateTree
 from tasks.model.endpoint import Provider
 
 Severity = Literal["error", "warning", "info"]
@@ -38,6 +42,7 @@ ToolStatus = Literal["passed", "findings", "failed", "skipped", "error"]
 CHECK_TIMEOUT_S = 300.0
 TEST_TIMEOUT_S = 900.0
 MAX_SCAN_BYTES = 1_000_000
+MAX_TOOL_OUTPUT = 4 * 1024 * 1024  # ruff and bandit answer in JSON: keep all of it
 _SKIP_DIRS = {".git", ".tasks", "node_modules", ".venv", "venv", "__pycache__", ".tox", "build"}
 
 
@@ -84,9 +89,16 @@ class ChecksReport(BaseModel):
 
 
 @task(name="review-checks", cache_policy=NO_CACHE, persist_result=False)
-async def run_checks(tree: str, changed: list[str]) -> ChecksReport:
-    """Run every check on the changed tree, concurrently; none of them raises."""
-    return await check_tree(Path(tree), changed)
+async def run_checks(tree: CandidateTree, changed: list[str]) -> ChecksReport:
+    """Run every check on a throwaway copy of the changed tree, in the sandbox; none raises.
+
+    The copy is materialised from git objects and the agents' outputs, never
+    the worktree: a test the code agent wrote can touch neither the clone nor
+    the branch that is pushed, and sees none of this run's secrets.
+    """
+    with tempfile.TemporaryDirectory(prefix="agentmill-review-") as scratch:
+        copy = await asyncio.to_thread(tree.materialise, Path(scratch) / "tree")
+        return await check_tree(copy, changed)
 
 
 async def check_tree(tree: Path, changed: list[str]) -> ChecksReport:
@@ -112,27 +124,24 @@ async def check_tree(tree: Path, changed: list[str]) -> ChecksReport:
 # --- running tools -----------------------------------------------------------
 
 
-def _tool_env() -> dict[str, str]:
-    """What a check (and the repository's tests) may see of our environment: nearly nothing."""
-    env = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "TMPDIR") if k in os.environ}
-    env.update({"PYTHONDONTWRITEBYTECODE": "1", "NO_COLOR": "1", "HOME": str(Path.home())})
-    return env
-
-
 async def _run(args: list[str], cwd: Path, timeout_s: float) -> tuple[int | None, str, str]:
-    """(exit code or None on timeout, stdout, stderr) of one tool run."""
-    done = await run_process(args, cwd=cwd, env=_tool_env(), timeout_s=timeout_s)
-    return done.exit_code, done.stdout, done.stderr
+    """(exit code or None on timeout, stdout, stderr) of one tool run, in the sandbox."""
+    limits = SandboxLimits(timeout_s=timeout_s, output_bytes=MAX_TOOL_OUTPUT)
+    result = await default_sandbox().run(cwd, args, limits=limits)
+    return result.exit_code, result.stdout, result.stderr
 
 
 def _relative(tree: Path, filename: str) -> str:
+    """A tool's file name relative to the tree (outside bwrap, or at its mount point inside)."""
     path = Path(filename)
     if not path.is_absolute():
         return os.path.normpath(filename)
-    try:
-        return str(path.resolve().relative_to(tree.resolve()))
-    except ValueError:
-        return filename
+    for root in (tree.resolve(), Path(INSIDE)):
+        try:
+            return str(path.relative_to(root))
+        except ValueError:
+            continue
+    return filename
 
 
 async def _ruff(tree: Path, files: list[str]) -> ToolRun:

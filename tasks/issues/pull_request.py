@@ -13,6 +13,7 @@ import asyncio
 from pydantic import BaseModel, Field
 
 from tasks.agents.output import AgentOutput
+from tasks.common.secrets import redact
 from tasks.issues.checks import CheckFinding, ChecksReport
 from tasks.issues.github import GitHub, Issue, PullRequest
 from tasks.issues.team import IssuePlan, Triage, Verdict
@@ -130,7 +131,9 @@ def pr_body(
         lines += ["", "### Still to fix", ""]
         lines += [f"- {_cell(fix)}" for fix in final.verdict.fixes[:MAX_FINDINGS_LISTED]]
     lines += ["", pr_marker(issue.number), ""]
-    body = "\n".join(lines)
+    # Agents' summaries and the checks' output are untrusted text: nothing shaped like a
+    # key, and none of this run's secrets in any encoding, reaches the pull request.
+    body = redact("\n".join(lines))
     if len(body) > MAX_BODY_CHARS:
         body = body[:MAX_BODY_CHARS] + "\n\n(truncated)\n\n" + pr_marker(issue.number) + "\n"
     return body
@@ -148,7 +151,7 @@ def _finding_line(f: CheckFinding) -> str:
 def comment_body(issue: int, pr_url: str, *, draft: bool, score: int | None) -> str:
     state = "a draft pull request" if draft else "a pull request"
     scored = f" (review score {score}/100)" if score is not None else ""
-    return (
+    return redact(
         f"agentmill opened {state} for this issue: {pr_url}{scored}.\n\n{comment_marker(issue)}\n"
     )
 

@@ -26,8 +26,13 @@ def stop(proc: subprocess.Popen[bytes], signals: tuple[int, ...] = (signal.SIGTE
         proc.wait()
 
 
-async def agentmill_events(api_url: str, since: datetime, want: int = 1) -> list[dict[str, Any]]:
-    """Events named agentmill.* since `since`, once at least `want` of them are stored."""
+async def agentmill_events(
+    api_url: str, since: datetime, flow_run_id: str, want: int = 1
+) -> list[dict[str, Any]]:
+    """One flow run's events named agentmill.*, once at least `want` of them are stored.
+
+    Filtered by the run, so that other tests' runs on the shared server can't make up the count.
+    """
     body = {
         "filter": {
             "occurred": {
@@ -35,6 +40,7 @@ async def agentmill_events(api_url: str, since: datetime, want: int = 1) -> list
                 "until": (datetime.now(UTC) + timedelta(minutes=5)).isoformat(),
             },
             "event": {"prefix": ["agentmill."]},
+            "related": {"id": [f"prefect.flow-run.{flow_run_id}"]},
         },
         "limit": 50,  # the API's page size
     }

@@ -39,10 +39,15 @@ def test_default_team_is_a_software_company() -> None:
     for role in ("PM", "ARCHITECT", "UI_DESIGNER", "UX_DESIGNER", "TEST_LEAD",
                  "CODE_QUALITY_REVIEWER", "SECURITY_REVIEWER", "DEVOPS"):  # fmt: skip
         assert role in plan.roles
-    # topological: every dependency comes first
-    position = {r: i for i, r in enumerate(plan.order)}
-    for role in team.roles:
-        assert all(position[d] < position[role.id] for d in role.depends_on)
+    # topological: every dependency comes first, checks nodes included
+    position = {r: i for i, r in enumerate(plan.nodes)}
+    for node in plan.nodes:
+        assert all(position[d] < position[node] for d in plan.deps(node))
+    assert plan.order == [n for n in plan.nodes if not n.startswith("CHECKS_")]
+    # each phase's checks wait for its roles and the checks before; reviewers read them
+    assert set(plan.checks["CHECKS_QUALITY"]) == {*plan.phases[3].roles, "CHECKS_IMPLEMENTATION"}
+    assert "CHECKS_IMPLEMENTATION" in plan.deps("CODE_QUALITY_REVIEWER")
+    assert "CORE_DEV" in plan.ancestors["CODE_QUALITY_REVIEWER"]
 
 
 def test_pointer_message_is_well_under_100_tokens() -> None:
@@ -80,3 +85,13 @@ def test_cycle_is_named() -> None:
 def test_broken_teams_are_refused_with_the_roles_named(roles: list[Role], message: str) -> None:
     with pytest.raises(PlanError, match=message):
         plan_phases(AgentTeam(roles=roles))
+
+
+def test_a_role_may_read_only_an_earlier_phases_checks() -> None:
+    team = AgentTeam(roles=[_role("A"), _role("B", "implementation", ["CHECKS_IMPLEMENTATION"])])
+    with pytest.raises(
+        PlanError, match=r"B \(phase implementation\) depends on CHECKS_IMPLEMENTATION"
+    ):
+        plan_phases(team)
+    ok = AgentTeam(roles=[_role("A"), _role("B", "implementation", ["CHECKS_PLANNING"])])
+    assert plan_phases(ok).ancestors["B"] == {"CHECKS_PLANNING", "A"}

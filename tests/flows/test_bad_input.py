@@ -124,31 +124,31 @@ def view(tmp_path: Path) -> AgentView:
     ],
     ids=["absolute", "dotdot", "git", "size-cap", "binary", "non-utf8", "no-content", "not-str"],
 )
-def test_bad_writes_are_refused_to_the_model(
+async def test_bad_writes_are_refused_to_the_model(
     view: AgentView, args: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(ToolError, match=message):
-        call_tool(view, "write_file", args)
+        await call_tool(view, "write_file", args)
     assert view.changes == {}
 
 
-def test_files_per_agent_are_capped(view: AgentView) -> None:
+async def test_files_per_agent_are_capped(view: AgentView) -> None:
     for i in range(3):
-        call_tool(view, "write_file", {"path": f"f{i}.txt", "content": "x"})
+        await call_tool(view, "write_file", {"path": f"f{i}.txt", "content": "x"})
     with pytest.raises(ToolError, match="at most 3 files per agent"):
-        call_tool(view, "write_file", {"path": "f3.txt", "content": "x"})
+        await call_tool(view, "write_file", {"path": "f3.txt", "content": "x"})
 
 
-def test_unknown_tools_empty_submits_and_non_objects(view: AgentView) -> None:
+async def test_unknown_tools_empty_submits_and_non_objects(view: AgentView) -> None:
     with pytest.raises(ToolError, match="unknown tool 'rm_rf'"):
-        call_tool(view, "rm_rf", {})
+        await call_tool(view, "rm_rf", {})
     with pytest.raises(ToolError, match="'summary' must not be empty"):
-        call_tool(view, "submit", {"summary": "  "})
+        await call_tool(view, "submit", {"summary": "  "})
     with pytest.raises(ToolError, match="must be an object"):
-        call_tool(view, "read_file", "README.md")
+        await call_tool(view, "read_file", "README.md")
     with pytest.raises(ToolError, match="'decisions' must be a list of strings"):
-        call_tool(view, "submit", {"summary": "ok", "decisions": "one"})
-    done = call_tool(view, "submit", {"summary": "ok", "decisions": ["d"]})
+        await call_tool(view, "submit", {"summary": "ok", "decisions": "one"})
+    done = await call_tool(view, "submit", {"summary": "ok", "decisions": ["d"]})
     assert isinstance(done, Submission) and done.decisions == ["d"]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -14,6 +15,7 @@ import pytest
 from blocks.team import AgentTeam, default_team
 from flows.build_app import BuildResult, build_app
 from tasks.build.offline_script import REQUESTS_PER_AGENT as PER_AGENT
+from tasks.build.offline_script import requests_of
 from tasks.build.planning import PlanError, plan_phases
 from tasks.common.workspace import WorkspaceBusy, workspace_lock
 from tasks.testing.repos import CHECKOUT, git
@@ -62,7 +64,9 @@ def test_offline_build_commits_each_phase_and_records_everything(
     assert {p: e["commit"] for p, e in manifest["phases"].items()} == {
         c.phase: c.sha for c in result.commits
     }
-    assert set(manifest["agents"]) == set(plan.order)
+    fixes = [a.role for a in result.agents if a.role not in plan.roles]
+    assert fixes == ["CORE_DEV_FIX_1"]  # the offline model's deliberate bug, and its fix
+    assert set(manifest["agents"]) == {*plan.order, *fixes}
     for commit in result.commits:
         lines = trailers(workdir, commit.sha)
         assert f"Agentmill-Run: {result.run_id}" in lines
@@ -80,8 +84,8 @@ def test_offline_build_commits_each_phase_and_records_everything(
 
     report = json.loads((workdir / ".tasks" / "report.json").read_text())
     metrics = report["metrics"]
-    assert len(report["agents"]) == len(plan.order)
-    assert metrics["model_requests"] == PER_AGENT * len(plan.order)
+    assert len(report["agents"]) == len(plan.order) + len(fixes)
+    assert metrics["model_requests"] == sum(requests_of(a["role"]) for a in report["agents"])
     assert 0 < metrics["critical_path_s"] <= metrics["wall_s"]
     assert metrics["parallel_efficiency"] == pytest.approx(
         metrics["critical_path_s"] / metrics["wall_s"], abs=1e-3
@@ -97,8 +101,42 @@ def test_offline_build_commits_each_phase_and_records_everything(
     web_dev = (workdir / "docs" / "web-dev.md").read_text()
     assert "WEB_LEAD" in web_dev and unique_idea in web_dev and "offline model" in web_dev
 
+    # Verified: round 1 fails on the offline model's bug, a fix round, then green.
+    verification = report["verification"]
+    assert verification["status"] == "passed" == result.verification.status
+    implementation = [r for r in verification["rounds"] if r["phase"] == "implementation"]
+    assert [r["round"] for r in implementation] == [1, 2]
+    failing = next(c for c in implementation[0]["checks"] if c["name"] == "pytest")
+    assert failing["status"] == "failed" and failing["exit_code"] == 1
+    assert "test_pending_leaves_out_what_is_done" in failing["output_tail"]
+    assert implementation[0]["fixed_by"] == fixes
+    assert all(c["status"] == "passed" for c in implementation[1]["checks"])
+    for check in (c for r in verification["rounds"] for c in r["checks"]):
+        assert {"name", "command", "status", "exit_code", "duration_s", "sandbox",
+                "output_tail"} <= set(check)  # fmt: skip
+        assert check["sandbox"] == ("bwrap" if shutil.which("bwrap") else "process")
+    implementation_sha = next(c.sha for c in result.commits if c.phase == "implementation")
+    assert "Agentmill-Checks: implementation: checks passed (2 round(s), 1 fix(es))" in trailers(
+        workdir, implementation_sha
+    )
+    assert "| implementation | 1 | pytest | failed |" in (workdir / ".tasks/report.md").read_text()
+    # reviewers read the verdict; roles that do not depend on it are not held back by it (that
+    # the scheduler starts a node once its own dependencies are done is tests/agents/test_graph's)
+    review = (workdir / "docs" / "code-quality-reviewer.md").read_text()
+    assert "CHECKS_IMPLEMENTATION: implementation: checks passed" in review
+    assert not any(node.startswith("CHECKS_") for node in plan.ancestors["DEVOPS"])
+    # and the committed tree's own tests pass when anyone runs them
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "PREFECT"))},
+    )
+    assert proc.returncode == 0 and "6 passed" in proc.stdout, proc.stdout[-2000:]
 
-def test_rerun_in_a_fresh_process_hits_the_cache_and_restores_a_fresh_workdir(
+
+def test_rerun_in_a_fresh_process_hits_the_cache_runs_no_check_and_restores_a_fresh_workdir(
     tmp_path: Path, unique_idea: str
 ) -> None:
     first = tmp_path / "first"
@@ -112,6 +150,10 @@ def test_rerun_in_a_fresh_process_hits_the_cache_and_restores_a_fresh_workdir(
     assert metrics["cached_agents"] == len(report["agents"])  # type: ignore[arg-type]
     assert metrics["commits"] == 0
     assert git(first, "rev-parse", "HEAD") == head
+    # a green build's rerun runs no check: every one of them comes from the cache
+    checks = [c for r in report["verification"]["rounds"] for c in r["checks"]]  # type: ignore[index]
+    assert checks and all(c["cached"] for c in checks)
+    assert report["verification"]["status"] == "passed"  # type: ignore[index]
 
     fresh = tmp_path / "fresh"
     report = run_cli(unique_idea, "--workdir", str(fresh))
@@ -142,8 +184,10 @@ def test_changing_one_role_reruns_exactly_it_and_its_descendants(
 
     expected = {changed} | plan_phases(team).descendants(changed)
     rerun = {a.role for a in result.agents if not a.cached}
+    # the fix agent's view (the whole candidate tree) changed too, and the bug is still there
+    expected |= {"CORE_DEV_FIX_1"}
     assert rerun == expected
-    assert result.metrics.model_requests == PER_AGENT * len(expected)
+    assert result.metrics.model_requests == sum(requests_of(r) for r in expected)
     assert {a.role for a in result.agents if a.requests} == expected
     assert result.metrics.commits >= 1
 

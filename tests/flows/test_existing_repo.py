@@ -69,7 +69,7 @@ def small_team(name: str) -> str:
     return name
 
 
-def test_the_view_of_a_nested_tree_lists_and_reads_every_kind_of_file(tmp_path: Path) -> None:
+async def test_the_view_of_a_nested_tree_lists_and_reads_every_kind_of_file(tmp_path: Path) -> None:
     workdir = init_repo(tmp_path / "project")
     repo = open_repo(workdir)
     base = tree_of(repo, repo.head.commit.hexsha)
@@ -77,15 +77,15 @@ def test_the_view_of_a_nested_tree_lists_and_reads_every_kind_of_file(tmp_path: 
 
     assert set(list_tree(workdir, base)) == set(PROJECT) == tracked(workdir)
     view = AgentView(workdir=workdir, base_tree=base, brief={"idea": "x"}, upstream=[])
-    listed = str(call_tool(view, "list_files", {})).splitlines()
+    listed = str(await call_tool(view, "list_files", {})).splitlines()
     assert DEEP_FILE in listed and NON_ASCII_FILE in listed and EMPTY_FILE in listed
     assert not set(IGNORED_FILES) & set(listed)  # ignored files are not part of the tree
-    assert call_tool(view, "read_file", {"path": DEEP_FILE}) == PROJECT[DEEP_FILE]
-    assert call_tool(view, "read_file", {"path": NON_ASCII_FILE}) == PROJECT[NON_ASCII_FILE]
-    assert call_tool(view, "read_file", {"path": EMPTY_FILE}) == ""
-    binary = str(call_tool(view, "read_file", {"path": BINARY_FILE}))
+    assert await call_tool(view, "read_file", {"path": DEEP_FILE}) == PROJECT[DEEP_FILE]
+    assert await call_tool(view, "read_file", {"path": NON_ASCII_FILE}) == PROJECT[NON_ASCII_FILE]
+    assert await call_tool(view, "read_file", {"path": EMPTY_FILE}) == ""
+    binary = str(await call_tool(view, "read_file", {"path": BINARY_FILE}))
     assert f"binary file of {len(BINARY)} bytes" in binary
-    assert call_tool(view, "list_files", {"prefix": "reports/formats/"}) == "\n".join(
+    assert await call_tool(view, "list_files", {"prefix": "reports/formats/"}) == "\n".join(
         sorted(p for p in PROJECT if p.startswith("reports/formats/"))
     )
 

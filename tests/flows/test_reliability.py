@@ -22,7 +22,7 @@ import pytest
 from blocks.team import AgentTeam, Role, default_team
 from flows.build_app import build_app
 from tasks.build.offline_script import REQUESTS_PER_AGENT as PER_AGENT
-from tasks.build.offline_script import build_reply
+from tasks.build.offline_script import build_reply, requests_of
 from tasks.build.planning import plan_phases
 from tasks.common.retry import Backoff
 from tasks.common.workspace import STORE_DIR, WorkspaceBusy, workspace_lock
@@ -78,19 +78,18 @@ def test_a_run_survives_every_transient_fault_without_multiplying_retries(
 
     assert result.status == "completed" and len(result.commits) == len(plan.phases)
     seen = api.requests_by_role()
-    for role in plan.order:  # answered requests + exactly one retry per injected fault
-        assert seen[role] == PER_AGENT + per_role[role], role
-    assert max(seen.values()) <= PER_AGENT + ATTEMPTS - 1
-    assert all(
-        (tmp_path / "app" / "docs" / f"{r.lower().replace('_', '-')}.md").exists()
-        for r in plan.order
-    )
+    for role in seen:  # answered requests + exactly one retry per injected fault
+        assert seen[role] == requests_of(role) + per_role.get(role, 0), role
+    most = max(requests_of(r) for r in seen)
+    assert max(seen.values()) <= most + ATTEMPTS - 1
+    committed = git(tmp_path / "app", "ls-tree", "-r", "--name-only", "HEAD", ".tasks")
+    assert all(f".tasks/{r}/output.json" in committed for r in plan.order)
     assert git(tmp_path / "app", "status", "--porcelain") == ""
     report_line(
         capsys,
         f"faults injected: {sum(injected.values())} ({dict(injected)}); run completed: 1/1; "
-        f"requests per agent: max {max(seen.values())} ({PER_AGENT} answered + its faults; bound "
-        f"{PER_AGENT + ATTEMPTS - 1}); agents committed: {len(plan.order)}/{len(plan.order)}",
+        f"requests per agent: max {max(seen.values())} ({PER_AGENT}-{most} answered + its faults; "
+        f"bound {most + ATTEMPTS - 1}); agents committed: {len(plan.order)}/{len(plan.order)}",
     )
 
 
@@ -122,6 +121,7 @@ def test_a_fault_that_does_not_pass_fails_its_agent_and_keeps_earlier_phases(
     result = build_app(idea=unique_idea, workdir=str(workdir))
     rerun = Counter(r.role for r in api.requests[before:])
     expected = {"API_DEV"} | plan_phases(default_team()).descendants("API_DEV")
+    expected |= {"CORE_DEV_FIX_1"}  # implementation's checks ran for the first time
     assert set(rerun) == expected and result.metrics.commits == 3
     report_line(
         capsys,
@@ -153,8 +153,15 @@ def test_sigkill_mid_implementation_then_rerun_resumes_exactly_once(
     else:
         first.kill()
         pytest.fail("the first run never reached the implementation phase")
-    time.sleep(1.0)  # let the fast implementation agents finish and persist their results
-    finished = {role for role, n in api.requests_by_role().items() if n >= PER_AGENT}
+    # Let the agents that are not stuck behind WEB_DEV finish and persist their results:
+    # wait until no request has come for a while (a loaded machine is slow), then a bit more.
+    quiet_since, seen = time.monotonic(), len(api.requests)
+    while time.monotonic() - quiet_since < 2.0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        if len(api.requests) != seen:
+            quiet_since, seen = time.monotonic(), len(api.requests)
+    time.sleep(1.5)
+    finished = {role for role, n in api.requests_by_role().items() if n >= requests_of(role)}
     first.send_signal(signal.SIGKILL)
     first.wait()
     assert json.loads((workdir / STORE_DIR / "lock").read_text())["pid"] == first.pid

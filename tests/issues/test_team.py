@@ -36,28 +36,30 @@ def view(schema: dict[str, object] | None, upstream: list[AgentOutput] | None = 
 SUBMIT = {"summary": "done"}
 
 
-def test_submit_must_carry_a_result_that_matches_the_schema() -> None:
+async def test_submit_must_carry_a_result_that_matches_the_schema() -> None:
     with pytest.raises(ToolError, match="must pass `result`"):
-        call_tool(view(TRIAGE_SCHEMA), "submit", SUBMIT)
+        await call_tool(view(TRIAGE_SCHEMA), "submit", SUBMIT)
     bad = {"type": "bug", "priority": "urgent", "complexity": "small", "labels": []}
     with pytest.raises(ToolError, match=r"result.priority must be one of .*\"high\""):
-        call_tool(view(TRIAGE_SCHEMA), "submit", {**SUBMIT, "result": bad})
+        await call_tool(view(TRIAGE_SCHEMA), "submit", {**SUBMIT, "result": bad})
     with pytest.raises(ToolError, match=r"result.labels\[0\] must be one of"):
-        call_tool(
+        await call_tool(
             view(TRIAGE_SCHEMA),
             "submit",
             {**SUBMIT, "result": {**bad, "priority": "high", "labels": ["made-up"]}},
         )
     with pytest.raises(ToolError, match=r"result.subtasks\[0\] is missing 'title'"):
-        call_tool(view(PLAN_SCHEMA), "submit", {**SUBMIT, "result": {"subtasks": [{"id": 1}]}})
+        await call_tool(
+            view(PLAN_SCHEMA), "submit", {**SUBMIT, "result": {"subtasks": [{"id": 1}]}}
+        )
     good = {"type": "bug", "priority": "high", "complexity": "small", "labels": ["security"]}
-    submission = call_tool(view(TRIAGE_SCHEMA), "submit", {**SUBMIT, "result": good})
+    submission = await call_tool(view(TRIAGE_SCHEMA), "submit", {**SUBMIT, "result": good})
     assert isinstance(submission, Submission) and submission.result == good
 
 
-def test_roles_without_a_schema_see_and_submit_exactly_as_before() -> None:
+async def test_roles_without_a_schema_see_and_submit_exactly_as_before() -> None:
     assert tools_for(None) is TOOLS
-    submission = call_tool(view(None), "submit", {**SUBMIT, "result": {"ignored": True}})
+    submission = await call_tool(view(None), "submit", {**SUBMIT, "result": {"ignored": True}})
     assert isinstance(submission, Submission) and submission.result is None
     plain = AgentOutput(role="PM", summary="s", model="m", provider="offline")
     assert "result" not in json.loads(view(None, [plain]).read_output("PM"))
