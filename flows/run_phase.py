@@ -34,4 +34,7 @@ async def run_phase(phase: str, roles: list[str]) -> CommitRecord | None:
     errors = [
         r for r in results if isinstance(r, BaseException) and not isinstance(r, UpstreamFailed)
     ] or [r for r in results if isinstance(r, BaseException)]
-    return await build.finish_phase(phase, errors)
+    try:
+        return await build.finish_phase(phase, errors)
+    finally:
+        await build.phase_ending(phase)  # the progress artifact waits for this run's end

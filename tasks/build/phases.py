@@ -103,6 +103,7 @@ class Build(GraphHooks):
     _phase_done: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
     _phase_running: dict[str, asyncio.Event] = field(default_factory=dict)
     _all_running: asyncio.Event = field(default_factory=asyncio.Event)
+    _subflows: dict[str, asyncio.Future[Any]] = field(default_factory=dict)  # phase -> call
 
     def __post_init__(self) -> None:
         loop = asyncio.get_running_loop()
@@ -145,7 +146,9 @@ class Build(GraphHooks):
         never two at once, while nothing of the build writes: each subflow's
         agents wait in `phase_running` until the last one exists, and the
         progress artifact is held. After that nothing waits on anything but the
-        graph: a subflow ends as soon as its phase has committed.
+        graph: a subflow ends as soon as its phase has committed (and the
+        progress artifact is held again while it writes its final state: see
+        `phase_ending`).
         """
         runs: list[asyncio.Task[T]] = []
         self._all_running.clear()
@@ -154,12 +157,16 @@ class Build(GraphHooks):
                 for phase in phases:
                     run = asyncio.ensure_future(start(phase))
                     runs.append(run)
+                    self._subflows[phase.name] = run
                     running = asyncio.ensure_future(self._phase_running[phase.name].wait())
                     await asyncio.wait([run, running], return_when=asyncio.FIRST_COMPLETED)
                     running.cancel()
         finally:
             self._all_running.set()
-        return await asyncio.gather(*runs, return_exceptions=True)
+        try:
+            return await asyncio.gather(*runs, return_exceptions=True)
+        finally:
+            self._subflows.clear()
 
     def restart_phase(self, phase: str) -> None:
         """Make a committed phase runnable again (the approval gate sent it back)."""
@@ -187,6 +194,21 @@ class Build(GraphHooks):
         """
         self._phase_running[phase].set()
         await self._all_running.wait()
+
+    async def phase_ending(self, phase: str) -> None:
+        """A phase subflow's last step: hold the progress artifact until its final state is in.
+
+        The subflow's call (started by `start_phases`) returns once Prefect has
+        written that state, so the hold ends then; a write already in flight
+        finishes first. So no progress write of the build overlaps a flow-run
+        write of the build, the pair that wedged a SQLite server for a minute.
+        """
+        run = self._subflows.get(phase)
+        if run is None or run.done():
+            return  # a phase run on its own (the approval gate's planning)
+        release = self.progress.hold()
+        run.add_done_callback(lambda _: release())
+        await self.progress.idle()
 
     def no_starts_pending(self) -> None:
         """A phase runs alone (the approval gate's planning): no other subflow is being created."""

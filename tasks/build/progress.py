@@ -6,7 +6,8 @@ writes, in one deferred transaction) fails that creation with "database is
 locked", and the Prefect client tries again only after 2 s (then 4, 8, ...).
 So the artifact is written at most once per `interval_s`, the latest count
 winning (none is lost: a count that lands during a write is written next),
-never while the build holds it (`held()`, around phase-subflow creation),
+never while the build holds it (around phase-subflow creation, and from a
+phase's end until its subflow's final state is written: `hold()`, `held()`),
 and once more at the end (`flush()`), so the last value is always the final
 count. A failed write is logged and does not touch the build.
 """
@@ -66,18 +67,35 @@ class Progress:
             self._changed = True
         self._schedule()
 
+    def hold(self) -> Callable[[], None]:
+        """No write starts until the returned release is called (once; more calls do nothing)."""
+        self._holds += 1
+        self._cancel_timer()
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._holds -= 1
+                self._schedule()
+
+        return release
+
+    async def idle(self) -> None:
+        """Wait until no write is in flight."""
+        async with self._lock:
+            pass
+
     @contextlib.asynccontextmanager
     async def held(self) -> AsyncIterator[None]:
         """No write starts inside; one already in flight finishes before the body runs."""
-        self._holds += 1
-        self._cancel_timer()
+        release = self.hold()
         try:
-            async with self._lock:
-                pass
+            await self.idle()
             yield
         finally:
-            self._holds -= 1
-            self._schedule()
+            release()
 
     async def flush(self) -> None:
         """Write the latest count now unless it is written already, and wait for it."""

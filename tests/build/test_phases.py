@@ -4,8 +4,9 @@
 records what happens in which order, so the contract is checked without a
 Prefect server: every subflow exists before any phase's agents run (no
 write of the build's can race a subflow's creation), the progress artifact
-is not written while they are being created, a subflow ends as soon as its
-phase does, and a subflow that fails to start does not stop the others.
+is not written while they are being created nor while a subflow writes its
+final state, a subflow ends as soon as its phase does, and a subflow that
+fails to start does not stop the others.
 """
 
 from __future__ import annotations
@@ -94,6 +95,40 @@ async def test_every_subflow_exists_before_any_agent_runs_and_each_ends_with_its
 
     for name in names[1:]:
         subflows.release[name].set()
+    assert await running == names
+
+
+async def test_no_progress_write_while_a_subflow_writes_its_final_state(tmp_path: Path) -> None:
+    build = make_build(tmp_path)
+    names = [p.name for p in build.plan.phases]
+    ending = False  # the first subflow's final state is being written (by Prefect, after return)
+    writes: list[tuple[bool, str]] = []
+    others = asyncio.Event()
+
+    async def write(artifact_id: UUID, progress: float, description: str) -> None:
+        writes.append((ending, description))
+
+    async def start(phase: Phase) -> str:
+        nonlocal ending
+        await build.phase_running(phase.name)
+        if phase.name != names[0]:
+            await others.wait()
+            return phase.name
+        build.progress.update(1)
+        await wait_for(lambda: writes)
+        await build.phase_ending(phase.name)  # run_phase's last step
+        ending = True
+        build.progress.update(2)  # an agent of a later phase lands meanwhile
+        await asyncio.sleep(0.05)
+        ending = False
+        return phase.name
+
+    build.progress = Progress(uuid4(), len(build.plan.order), interval_s=0.0, write=write)
+    running = asyncio.ensure_future(build.start_phases(start, build.plan.phases))
+    await wait_for(lambda: len(writes) == 2)  # the second, once the first subflow has ended
+    assert writes == [(False, f"1 of {len(build.plan.order)} agents done"),
+                      (False, f"2 of {len(build.plan.order)} agents done")]  # fmt: skip
+    others.set()
     assert await running == names
 
 
