@@ -117,6 +117,8 @@ class AgentGraph:
     base_tree: str
     workdir: str
     hooks: GraphHooks = field(default_factory=GraphHooks)
+    # Top-level folders no agent of this graph may write, each with the reason.
+    protected_dirs: dict[str, str] = field(default_factory=dict)
     _nodes: dict[str, Node] = field(default_factory=dict)
     _deps: dict[str, list[str]] = field(default_factory=dict)  # insertion order: topological
     _futures: dict[str, asyncio.Future[AgentOutput]] = field(default_factory=dict)
@@ -205,6 +207,7 @@ class AgentGraph:
             upstream=self.upstream(role_id),
             feedback=list(node.feedback),
             result_schema=node.result_schema,
+            protected_dirs=self.protected_dirs,
         )
 
     async def run(self, role_id: str) -> AgentOutput:

@@ -82,6 +82,10 @@ class AgentJob(BaseModel):
         default=None,
         description="JSON schema of the structured result `submit` must carry; None for none.",
     )
+    protected_dirs: dict[str, str] = Field(
+        default_factory=dict,
+        description="Top-level folders write_file refuses in this run, each with the reason.",
+    )
 
     def cache_key(self) -> str:
         """A hash of everything the output depends on, and of nothing else.
@@ -110,6 +114,8 @@ class AgentJob(BaseModel):
         }
         if self.result_schema is not None:  # what it must answer; absent keeps old keys valid
             payload["result_schema"] = self.result_schema
+        if self.protected_dirs:  # what it may not write changes what it writes; absent: as before
+            payload["protected_dirs"] = sorted(self.protected_dirs)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:40]
 
     def brief(self) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 Turns and tokens are bounded, the budget is checked before every call, and a
 model that stops without submitting is reminded once. Tool errors go back to
-the model as error results, so it can correct itself.
+the model as error results, so it can correct itself; each is logged as a
+warning and counted in the output's `refused`, so an agent whose writes were
+all refused does not pass for one that did its work.
 
 Every request re-sends the whole conversation, so each one marks its last
 block as a prompt-cache breakpoint (and keeps the previous request's, where
@@ -22,11 +24,12 @@ from anthropic.types import Message
 from blocks.team import Role
 from tasks.agents.errors import AgentError, ToolError
 from tasks.agents.job import AgentJob
-from tasks.agents.output import AgentOutput
+from tasks.agents.output import AgentOutput, Refusal
 from tasks.agents.prompts import pointer_message, system_prompt, tools_for
 from tasks.agents.tools import AgentView, Limits, Submission, call_tool
 from tasks.common.logs import run_logger
 from tasks.common.retry import Backoff
+from tasks.common.secrets import redact
 from tasks.model import warmup
 from tasks.model.budget import call_estimate, current_budget
 from tasks.model.caching import estimate_tokens
@@ -77,6 +80,7 @@ async def run_tool_loop(job: AgentJob, backoff: Backoff = MODEL_BACKOFF) -> Agen
             run_timeout_s=settings.run_timeout_s,
         ),
         result_schema=job.result_schema,
+        protected_dirs=job.protected_dirs,
     )
     usage = Usage()
     cost, uncached_cost = 0.0, 0.0  # summed per request: a request's rate may depend on its size
@@ -89,6 +93,7 @@ async def run_tool_loop(job: AgentJob, backoff: Backoff = MODEL_BACKOFF) -> Agen
         usage.requests += 1
 
     budget = current_budget() if job.provider != "offline" else None
+    refused: list[Refusal] = []
     last_tool_error = ""
     await warmup.before_first_request(
         client, request, prefix, provider=job.provider, who=f"agent {role.id}"
@@ -128,7 +133,7 @@ async def run_tool_loop(job: AgentJob, backoff: Backoff = MODEL_BACKOFF) -> Agen
                 "content": [b.model_dump(exclude_none=True) for b in reply.content],
             }
         )
-        results, submission = await _run_tools(view, reply)
+        results, submission = await _run_tools(view, reply, role.id, refused)
         errors = [r["content"] for r in results if r.get("is_error")]
         last_tool_error = errors[-1] if errors else last_tool_error
         if submission is not None:
@@ -140,6 +145,7 @@ async def run_tool_loop(job: AgentJob, backoff: Backoff = MODEL_BACKOFF) -> Agen
                 next_steps=submission.next_steps,
                 warnings=submission.warnings,
                 result=submission.result or {},
+                refused=refused,
                 usage=usage,
                 model=settings.model,
                 provider=job.provider,
@@ -149,8 +155,8 @@ async def run_tool_loop(job: AgentJob, backoff: Backoff = MODEL_BACKOFF) -> Agen
                 cache_key=job.cache_key(),
             )
             run_logger("agentmill.agent").info(
-                "agent %s submitted: %d files, %d tokens, $%.4f",
-                role.id, len(output.files), usage.total_tokens, output.cost_usd,
+                "agent %s submitted: %d files, %d tokens, $%.4f, %d tool calls refused",
+                role.id, len(output.files), usage.total_tokens, output.cost_usd, len(refused),
             )  # fmt: skip
             return output
         if not results:
@@ -168,7 +174,7 @@ async def run_tool_loop(job: AgentJob, backoff: Backoff = MODEL_BACKOFF) -> Agen
 
 
 async def _run_tools(
-    view: AgentView, reply: Message
+    view: AgentView, reply: Message, role_id: str, refused: list[Refusal]
 ) -> tuple[list[dict[str, Any]], Submission | None]:
     """Run every tool_use block of a reply (any position, not only the first)."""
     results: list[dict[str, Any]] = []
@@ -179,6 +185,7 @@ async def _run_tools(
         try:
             outcome = await call_tool(view, block.name, block.input)
         except ToolError as exc:
+            refused.append(_refusal(role_id, block.name, block.input, exc))
             results.append(
                 {
                     "type": "tool_result",
@@ -193,6 +200,19 @@ async def _run_tools(
             outcome = "submitted"
         results.append({"type": "tool_result", "tool_use_id": block.id, "content": outcome})
     return results, submission
+
+
+def _refusal(role_id: str, tool: str, args: Any, exc: ToolError) -> Refusal:
+    """Record and log a refused call; what the model chose (path, reason) is redacted first."""
+    path = args.get("path") if isinstance(args, dict) else None
+    refusal = Refusal(
+        tool=tool, path=redact(path)[:300] if isinstance(path, str) else "",
+        reason=redact(str(exc))[:500],
+    )  # fmt: skip
+    run_logger("agentmill.agent").warning(
+        "agent %s: %s refused for %r: %s", role_id, tool, refusal.path, refusal.reason
+    )
+    return refusal
 
 
 def pointer_tokens(role: Role) -> int:

@@ -45,6 +45,7 @@ from tasks.build.verify import (
 )
 from tasks.common.context import Scoped
 from tasks.common.errors import AgentmillError
+from tasks.common.git import list_tree, read_blobs
 from tasks.common.logs import run_logger
 from tasks.common.trees import CandidateTree
 from tasks.model.endpoint import Provider
@@ -323,8 +324,6 @@ class Build(GraphHooks):
         wanted = [p for p in paths if p in CONFIG_FILES]
         overlay = tree.overlay()
         texts = {p: overlay[p] for p in wanted if p in overlay}
-        from tasks.common.git import list_tree, read_blobs
-
         entries = list_tree(Path(tree.workdir), tree.base_tree)
         blobs = read_blobs(Path(tree.workdir), [entries[p].blob for p in wanted if p not in texts])
         for path in wanted:
@@ -490,14 +489,21 @@ class Build(GraphHooks):
             # commit one at a time (each waits for the one before), so there is never
             # a second writer.
             sha = await asyncio.to_thread(
-                commit_phase,
-                self.workdir,
-                self.store,
-                phase,
-                [o for o in outputs if o],
-                self.run_id,
-                self.provider,
-                trailers,
+                partial(
+                    commit_phase,
+                    self.workdir,
+                    self.store,
+                    phase,
+                    [o for o in outputs if o],
+                    self.run_id,
+                    self.provider,
+                    trailers,
+                    parent=self.manifest.head,  # a commit made meanwhile is never built over
+                    ancestors=self.plan.ancestors,  # who read whom: whose file may replace whose
+                    # fix agents (and the checks node that carries their files) replace
+                    # the files they fixed
+                    overrides={*self.fixes.get(phase, []), checks_id(phase)},
+                )
             )
         except Exception:
             entry.status = "failed"
@@ -506,6 +512,7 @@ class Build(GraphHooks):
             raise
         entry.status = "committed" if sha else "unchanged"
         entry.commit = sha or entry.commit  # unchanged: the commit that landed it before
+        self.manifest.head = sha or self.manifest.head
         self.store.save_manifest(self.manifest)
         done.set_result(True)
         log = run_logger("agentmill.build")
@@ -543,6 +550,8 @@ class Build(GraphHooks):
                     cost_usd=0.0 if (run.cached or not out) else out.cost_usd,
                     requests=0 if (run.cached or not out) else out.usage.requests,
                     files=len(out.files) if out else 0,
+                    refused=len(out.refused) if out else 0,
+                    refusals=list(out.refused) if out else [],
                     error=entry.error,
                     cache=CacheLedger()
                     if (run.cached or not out)

@@ -14,6 +14,7 @@ from collections import defaultdict
 
 from pydantic import BaseModel, Field
 
+from tasks.agents.output import Refusal
 from tasks.build.verify import Verification
 from tasks.model.ledger import CacheLedger
 
@@ -30,6 +31,10 @@ class AgentReport(BaseModel):
     cost_usd: float
     requests: int = Field(description="Model requests made by this run (0 when cached).")
     files: int
+    refused: int = Field(default=0, description="Tool calls of this agent the run refused.")
+    refusals: list[Refusal] = Field(
+        default_factory=list, description="Each refused call: tool, path and reason."
+    )
     error: str | None = None
     cache: CacheLedger = Field(
         default_factory=CacheLedger, description="This run's prompt caching (empty when cached)."
@@ -59,6 +64,7 @@ class RunMetrics(BaseModel):
         description="The run's prompt caching: every request, warm-ups included.",
     )
     cache_by_model: dict[str, CacheLedger] = Field(default_factory=dict)
+    refused_calls: int = Field(default=0, description="Tool calls refused, over all agents.")
 
 
 class RunReport(BaseModel):
@@ -127,6 +133,7 @@ def summarise(
         slowest=[a.role for a in slowest],
         cache=cache,
         cache_by_model=by_model,
+        refused_calls=sum(a.refused for a in agents),
     )
 
 
@@ -164,15 +171,16 @@ def report_markdown(report: RunReport) -> str:
         "",
         *_cache_markdown(m),
         "| role | phase | model | cached | status | duration s | tokens | cost USD "
-        "| cache hit | saved USD |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| cache hit | saved USD | refused |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for a in report.agents:
         lines.append(
             f"| {a.role} | {a.phase} | {a.model} | {'yes' if a.cached else 'no'} | {a.status} | "
             f"{a.duration_s:.2f} | {a.tokens} | {a.cost_usd:.4f} | {a.cache.hit_ratio:.0%} | "
-            f"{a.cache.saved_usd:.4f} |"
+            f"{a.cache.saved_usd:.4f} | {a.refused} |"
         )
+    lines += _refusal_lines(report)
     lines += verification_markdown(report.verification)
     lines += ["", "| phase | commit | agents |", "|---|---|---|"]
     lines += [f"| {c.phase} | `{c.sha[:12]}` | {', '.join(c.agents)} |" for c in report.commits]
@@ -218,3 +226,22 @@ def _cache_markdown(m: RunMetrics) -> list[str]:
             f"{row.uncached_cost_usd:.4f} | {row.saved_usd:.4f} |"
         )
     return [*lines, ""]
+
+
+def _refusal_lines(report: RunReport) -> list[str]:
+    """The refused tool calls, agent by agent: an agent whose writes were refused says so."""
+    refused = [a for a in report.agents if a.refusals]
+    if not refused:
+        return []
+    total = sum(a.refused for a in report.agents)
+    lines = ["", f"**{total} tool calls refused** (the model was told why, and could correct them)"]
+    lines += ["", "| role | tool | path | reason |", "|---|---|---|---|"]
+    for a in refused:
+        lines += [
+            f"| {a.role} | {r.tool} | `{_cell(r.path)}` | {_cell(r.reason)} |" for r in a.refusals
+        ]
+    return lines
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ").replace("`", "'")[:200]

@@ -20,7 +20,7 @@ ones the real API would report for the same requests, not a guess:
 
 Source: https://platform.claude.com/docs/en/build-with-claude/prompt-caching
 (sections "How prompt caching works", "Cache limitations", "Mixing different
-TTLs"), read through the search tool's stored copies on 2026-12-02, and the
+TTLs"), read through the search tool's stored copies in December 2026, and the
 API's own 400 messages as quoted in anthropic-sdk users' bug reports. Not
 modelled: automatic (top-level) caching, thinking blocks, images, and the
 invalidation of message entries by a changed `tool_choice`, none of which
