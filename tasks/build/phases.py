@@ -255,7 +255,9 @@ class Build(GraphHooks):
                     )
                 )
                 failing = [c for c in checks if c.status != "passed"]
-                fixable = [c for c in failing if not c.missing_dependency]
+                # a check that could not run (the sandbox failed, a tool is missing)
+                # is nothing an agent can fix by editing files
+                fixable = [c for c in failing if c.status != "error" and not c.missing_dependency]
                 if not fixable or number > self.team.fix_rounds:
                     break
                 files = pointed_at(failing, tree.paths())
