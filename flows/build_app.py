@@ -251,17 +251,22 @@ async def _build(request: BuildRequest) -> BuildResult:
         tell(watcher, "planned", build)
         started = time.perf_counter()
         if FlowRunContext.get() is not None:
-            build.progress_id = await acreate_progress_artifact(
+            build.progress.artifact_id = await acreate_progress_artifact(
                 progress=0.0, key="agentmill-progress", description="agents done"
             )
         warm = asyncio.ensure_future(_warm_client(endpoint))
         with ACTIVE_BUILD.use(build):
             phases = plan.phases
             outcomes: list[CommitRecord | BaseException | None] = []
-            if request.approve_plan:
-                outcomes.append(await _plan_until_approved(build))
-                phases = plan.phases[1:] if outcomes[0] is None else []
-            outcomes += await build.start_phases(lambda phase: _run_phase(phase, watcher), phases)
+            try:
+                if request.approve_plan:
+                    outcomes.append(await _plan_until_approved(build))
+                    phases = plan.phases[1:] if outcomes[0] is None else []
+                outcomes += await build.start_phases(
+                    lambda phase: _run_phase(phase, watcher), phases
+                )
+            finally:
+                await build.progress.flush()  # the final count; no write left in flight
         wall = time.perf_counter() - started
         await warm
         failures = [o for o in outcomes if isinstance(o, BaseException)]
