@@ -3,8 +3,9 @@
 `python -m flows.build_app IDEA --workdir DIR` in a fresh process, as a user
 types it, against the harness's fake Messages API at zero latency (the
 offline model's requests would not be seen; these go over loopback and the
-fake logs when the first arrives). The summary line is the one the command
-prints when the build ends ("completed: 5 commits in ..."). On the embedded
+fake logs when the first arrives). The summary is the table the command
+prints when the build ends (its title "agentmill build: completed",
+tasks/cli/summary.py). On the embedded
 server the first run of a fresh `PREFECT_HOME` migrates its database; the
 harness times that case and the usual one, a database that exists.
 """
@@ -30,8 +31,8 @@ DUMMY_KEY = "sk-ant-benchmark-dummy-key"
 
 
 def is_summary(line: str) -> bool:
-    """The command's last line: `<status>: N commits in DIR; ... Report: PATH`."""
-    return " commits in " in line and "Report: " in line
+    """The summary table's title, `agentmill build: <status>`: the build has ended."""
+    return line.strip().startswith("agentmill build: ")
 
 
 def run_cli(
