@@ -9,11 +9,14 @@ the user staged or committed meanwhile is never swept into it or built over.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
-import tempfile
+import os
+import shutil
+import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -25,7 +28,6 @@ from git.objects.fun import traverse_tree_recursive
 from gitdb import IStream
 
 from tasks.common.errors import AgentmillError
-from tasks.common.logs import run_logger
 from tasks.common.workspace import check_path, read_under, remove_under, write_under
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -330,14 +332,18 @@ def commit_paths(workdir: Path, paths: list[str], message: str, parent: str | No
             author=AGENTMILL,
             committer=AGENTMILL,
         )
-        try:
-            repo.git.update_ref(
-                "-m", f"agentmill: {message.splitlines()[0]}", "HEAD", commit.hexsha,
-                head or _NO_COMMIT,
-            )  # fmt: skip
-        except git.GitCommandError as exc:
-            raise HeadMoved(_moved(workdir, parent, head_commit(repo))) from exc
-        _stage(repo, root, {path: entries[path] for path in changed})
+        # The branch moves and the index follows under one hold of git's index lock:
+        # a user's `git commit` in between would see the new HEAD with the old index
+        # and take the phase's new files out again.
+        with _index_locked(repo, root) as lock:
+            try:
+                repo.git.update_ref(
+                    "-m", f"agentmill: {message.splitlines()[0]}", "HEAD", commit.hexsha,
+                    head or _NO_COMMIT,
+                )  # fmt: skip
+            except git.GitCommandError as exc:
+                raise HeadMoved(_moved(workdir, parent, head_commit(repo))) from exc
+            _stage(repo, lock, {path: entries[path] for path in changed})
         return str(commit.hexsha)
     finally:
         repo.close()
@@ -357,33 +363,66 @@ def _refuse_entry_clash(entries: Mapping[str, tuple[int, bytes]], path: str) -> 
         raise RepoStateError(f"{path} is a folder in HEAD, not a file; nothing is committed")
 
 
-def _stage(repo: git.Repo, root: Path, changed: Mapping[str, tuple[int, bytes]]) -> None:
-    """The repository's index takes exactly the committed entries of these paths.
+@contextlib.contextmanager
+def _index_locked(repo: git.Repo, root: Path) -> Iterator[Path]:
+    """Hold `.git/index.lock` as git itself does: created exclusively, renamed over the index.
 
-    `git update-index --index-info` takes git's own index lock and reads the
-    index under it, so whatever the user staged meanwhile stays staged; it is
-    given the committed blobs, not the files, so an edit made since is not
-    staged either. The commit has landed by now: a git command of the user's
-    holding the lock is waited for a little, and if it holds on, the index is
-    left to `git reset` rather than the commit reported as failed.
+    The body writes the new index into the yielded lock file; on success it
+    replaces the index at once, on any error it is removed and the index is
+    untouched. Another git holding the lock is waited for a little; if it holds
+    on, nothing is committed (git's own commands refuse the same way).
     """
+    index = Path(repo.git_dir) / "index"
+    lock = index.with_name("index.lock")
+    for _attempt in range(_INDEX_LOCK_TRIES):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            time.sleep(_INDEX_LOCK_WAIT_S)
+    else:
+        raise RepoStateError(
+            f"{lock} is held by another git process, so agentmill does not commit now; once "
+            "that process is done (or, if none runs, after removing the file), rerun: the "
+            "agents' work is cached"
+        )
+    os.close(fd)
+    try:
+        yield lock
+        os.replace(lock, index)
+    except BaseException:
+        lock.unlink(missing_ok=True)
+        raise
+
+
+def _stage(repo: git.Repo, lock: Path, changed: Mapping[str, tuple[int, bytes]]) -> None:
+    """Write into `lock` the index with exactly the committed entries of these paths changed.
+
+    Starts from the index as it is (under the lock, so nothing changes it
+    meanwhile): whatever the user staged stays staged. It is given the
+    committed blobs, not the files, so an edit made since is not staged either.
+    """
+    index = Path(repo.git_dir) / "index"
+    scratch = index.with_name("agentmill-index")
+    if index.exists():
+        shutil.copyfile(index, scratch)
+    else:
+        scratch.unlink(missing_ok=True)
     lines = "".join(
         f"{mode:o} {binsha.hex()}\t{path}\n" for path, (mode, binsha) in changed.items()
     )
-    for _attempt in range(_INDEX_LOCK_TRIES):
-        with tempfile.TemporaryFile() as listing:  # GitPython pipes stdin from a real file
-            listing.write(lines.encode())
-            listing.seek(0)
-            try:
-                repo.git.update_index("--index-info", istream=listing)
-                return
-            except git.GitCommandError:  # .git/index.lock is held by another git
-                time.sleep(_INDEX_LOCK_WAIT_S)
-    run_logger("agentmill.git").warning(
-        "%s: the commit landed, but another git process kept .git/index locked; run "
-        "`git reset -q` there once it is done, so the index matches HEAD",
-        root,
-    )
+    try:
+        subprocess.run(
+            ["git", "update-index", "--index-info"],
+            cwd=repo.working_tree_dir,
+            env={**os.environ, "GIT_INDEX_FILE": str(scratch)},
+            input=lines.encode(),
+            check=True,
+            capture_output=True,
+        )
+        os.replace(scratch, lock)
+    finally:
+        scratch.unlink(missing_ok=True)
 
 
 def _moved(workdir: Path, expected: str | None, found: str | None) -> str:

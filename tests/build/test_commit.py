@@ -406,3 +406,35 @@ def test_a_key_in_an_agents_words_is_not_committed(
     assert leaked[8:] not in message
     assert not (workdir / ".tasks" / "GOOD").exists()
     assert leaked not in git(workdir, "log", "--all", "-p")
+
+
+def test_a_users_commit_cannot_come_between_the_branch_and_the_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen under load: HEAD had moved, the index not yet, and `git commit -a` dropped the
+    phase's new file. The index lock is held across both, so git refuses in between."""
+    from tasks.common import git as git_module
+
+    workdir = init_repo(tmp_path / "app")
+    head = git(workdir, "rev-parse", "HEAD")
+    (workdir / "docs").mkdir(exist_ok=True)
+    (workdir / "docs" / "new.md").write_text("the phase's new file\n")
+    in_between: list[subprocess.CompletedProcess[str]] = []
+    real_stage = git_module._stage
+
+    def stage_after_a_users_commit(*args: Any) -> None:
+        (workdir / "README.md").write_text("my edit\n")
+        in_between.append(
+            subprocess.run(
+                ["git", "commit", "-qam", "mine"], cwd=workdir, capture_output=True, text=True
+            )
+        )
+        real_stage(*args)
+
+    monkeypatch.setattr(git_module, "_stage", stage_after_a_users_commit)
+    sha = git_module.commit_paths(workdir, ["docs/new.md"], "agentmill: phase\n", head)
+    assert in_between[0].returncode != 0 and "index.lock" in in_between[0].stderr
+    assert git(workdir, "rev-parse", "HEAD") == sha
+    git(workdir, "commit", "-qam", "mine, after")  # once agentmill is done, git works as ever
+    assert "docs/new.md" in git(workdir, "ls-tree", "-r", "--name-only", "HEAD").split()
+    assert not (workdir / ".git" / "index.lock").exists()
