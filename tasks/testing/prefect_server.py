@@ -45,10 +45,20 @@ def quiet_env() -> dict[str, str]:
 
 
 class PrefectServer:
-    """`with PrefectServer(services_off=QUIET_OFF) as server:` then use `server.api_url`."""
+    """`with PrefectServer(services_off=QUIET_OFF) as server:` then use `server.api_url`.
 
-    def __init__(self, services_off: tuple[str, ...] = QUIET_OFF, root: Path | None = None) -> None:
+    `database_url` points it at PostgreSQL (the fleet's server) instead of SQLite.
+    """
+
+    def __init__(
+        self,
+        services_off: tuple[str, ...] = QUIET_OFF,
+        root: Path | None = None,
+        database_url: str | None = None,
+    ) -> None:
         self.services_off = services_off
+        # None: SQLite in the server's home; else a PostgreSQL URL (tasks.testing.postgres).
+        self.database_url = database_url
         self.services_on = tuple(s for s in ALL_SERVICES if s not in services_off)
         self._root = Path(tempfile.mkdtemp(prefix="agentmill-bench-prefect-", dir=root))
         self.home = self._root / "home"
@@ -69,6 +79,8 @@ class PrefectServer:
             "PREFECT_API_LOG_RETRYABLE_ERRORS": "true",
             **{f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false" for name in self.services_off},
         }
+        if self.database_url:
+            env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
         env.pop("PREFECT_API_URL", None)
         started = time.perf_counter()
         with self._log.open("wb") as log:

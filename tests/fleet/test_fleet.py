@@ -1,0 +1,97 @@
+"""A fleet on one machine: PostgreSQL, a Prefect server on it, a process pool, two workers.
+
+One fleet for the module (its PostgreSQL cluster, server and workers start
+once): each worker has its own PREFECT_HOME and scratch directory and sees
+the model only as the fake Messages API on loopback, and the agents' results
+only through one storage block both load by name. Marked
+integration; run alone with `pytest tests/fleet -m integration`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.client.schemas.objects import StateType
+
+from tasks.testing import postgres
+from tasks.testing.fleet import Fleet
+from tasks.testing.messages_api import FakeMessagesAPI
+from tests.conftest import FAKE_KEY
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not postgres.available(), reason="apt-get install -y postgresql"),
+]
+
+# A storage block both workers load by name (Prefect's default_storage_block setting): a
+# LocalFileSystem on a path both see stands in for a shared mount; RemoteFileSystem
+# (s3://, gs://, ...) takes the same setting, but refuses a file:// base path.
+STORAGE_BLOCK = "local-file-system/fleet-cache"
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeMessagesAPI]:
+    with FakeMessagesAPI() as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory, fake: FakeMessagesAPI) -> Iterator[Fleet]:
+    root = tmp_path_factory.mktemp("fleet")
+    env = {
+        "ANTHROPIC_API_KEY": FAKE_KEY,
+        "ANTHROPIC_BASE_URL": fake.base_url,
+        # Every worker's agent results go to one fsspec storage block (Prefect's own setting).
+        "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK": STORAGE_BLOCK,
+    }
+    with Fleet(root, workers=2, env=env) as fleet:
+        _save_storage_block(fleet, root / "shared-results")
+        yield fleet
+
+
+def _save_storage_block(fleet: Fleet, basepath: Path) -> None:
+    from prefect.filesystems import LocalFileSystem
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: fleet.api_url}):
+        LocalFileSystem(basepath=str(basepath)).save("fleet-cache", overwrite=True)
+
+
+def _files(workdir: Path) -> list[str]:
+    out = subprocess.run(
+        ["git", "ls-files"], cwd=workdir, check=True, capture_output=True, text=True
+    ).stdout
+    return sorted(out.splitlines())
+
+
+def _run(fleet: Fleet, params: dict[str, Any], worker: int | None = None) -> Any:
+    async def go() -> Any:
+        run_id = await fleet.start(params, worker=worker)
+        return (await fleet.wait([run_id]))[run_id]
+
+    return asyncio.run(go())
+
+
+def test_a_build_on_worker_a_reruns_on_worker_b_with_no_model_request(
+    fleet: Fleet, fake: FakeMessagesAPI, tmp_path: Path, unique_idea: str
+) -> None:
+    params = {"idea": unique_idea, "provider": "anthropic"}
+    first = _run(fleet, {**params, "workdir": str(tmp_path / "a")}, worker=0)
+    assert first.state.type == StateType.COMPLETED, first.state.message
+    asked = len(fake.requests)
+    assert asked > 32  # every agent asked the model at least once
+
+    second = _run(fleet, {**params, "workdir": str(tmp_path / "b")}, worker=1)
+    assert second.state.type == StateType.COMPLETED, second.state.message
+    assert len(fake.requests) == asked  # worker B read every agent's result from the shared block
+    assert _files(tmp_path / "b") == _files(tmp_path / "a")  # and restored every file from it
+    # Each ran where it was sent, and neither kept a result in its own home.
+    assert str(first.id) in fleet.worker_log(0) and str(second.id) in fleet.worker_log(1)
+    for home in fleet.homes:
+        assert not (home / "storage").exists() or not any((home / "storage").iterdir())
+    assert any((fleet.root / "shared-results").iterdir())
