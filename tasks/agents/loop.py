@@ -54,6 +54,8 @@ async def run_tool_loop(job: AgentJob, backoff: Backoff = MODEL_BACKOFF) -> Agen
         tools=tools_for(job.result_schema),
         max_tokens=settings.max_tokens,
         timeout_s=settings.timeout_s,
+        # The offline model is no API: no fleet limit applies to it.
+        tier=role.tier if job.provider != "offline" else "",
     )
     nudged = False
 

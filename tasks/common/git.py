@@ -175,7 +175,10 @@ def commit_paths(workdir: Path, paths: list[str], message: str) -> str | None:
         if not paths:
             return None
         if not _all_staged(repo, workdir, paths):  # a rerun's files are staged already
-            repo.index.add(paths)
+            # `git add` in its own process, not GitPython's `index.add`: that one chdirs the
+            # whole process into the work tree while it runs (index/util.py git_working_dir),
+            # so two builds committing at once in one process read each other's paths.
+            repo.git.add("--", *paths)
         head = head_commit(repo)
         changed = repo.index.diff(head) if head else list(repo.index.entries)
         if not changed:

@@ -125,13 +125,10 @@ class Fleet:
             "process", "--work-queue", "default", "--work-queue", f"worker-{i}",
             "--name", f"worker-{i}",
         ]  # fmt: skip
+        env = self.env_for(home)
         with (home / "worker.log").open("wb") as log:
-            self.workers.append(
-                subprocess.Popen(
-                    command, cwd=scratch, env=self.env_for(home), stdout=log,
-                    stderr=subprocess.STDOUT,
-                )  # fmt: skip
-            )
+            worker = subprocess.Popen(command, cwd=scratch, env=env, stdout=log, stderr=log)
+        self.workers.append(worker)
 
     def worker_log(self, i: int) -> str:
         return (self.homes[i] / "worker.log").read_text(errors="replace")
@@ -151,14 +148,14 @@ class Fleet:
                 )
                 return run.id
 
-    async def wait(self, run_ids: Iterable[UUID], timeout: float = 600) -> dict[UUID, Any]:
+    async def wait(self, run_ids: Iterable[UUID], within_s: float = 600) -> dict[UUID, Any]:
         """Wait until every run is final; their flow runs (the state says how they ended)."""
         from prefect.client.orchestration import get_client
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         pending = set(run_ids)
         done: dict[UUID, Any] = {}
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within_s
         with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
             async with get_client() as client:
                 while pending:
@@ -168,7 +165,7 @@ class Fleet:
                             done[run_id] = run
                             pending.discard(run_id)
                     if pending and time.monotonic() > deadline:
-                        raise TimeoutError(f"{len(pending)} fleet runs not final in {timeout}s")
+                        raise TimeoutError(f"{len(pending)} fleet runs not final in {within_s}s")
                     if pending:
                         await asyncio.sleep(0.5)
         return done

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import subprocess
@@ -30,7 +31,6 @@ from tasks.testing.loopback import free_port
 PG_ROOT = Path("/usr/lib/postgresql")
 SYSTEM_USER = "postgres"  # Debian's package creates it; initdb will not run as root
 DB_USER = "agentmill"
-DB_PASSWORD = "agentmill-throwaway"  # a loopback cluster that lives for one test session
 
 
 class PostgresMissing(AgentmillError, RuntimeError):
@@ -75,10 +75,11 @@ class PostgresCluster:
         self._log = self._root / "postgres.log"
         self._as_root = os.geteuid() == 0
         self._pid: int | None = None
+        self._password = secrets.token_hex(16)  # a loopback cluster that lives for one session
 
     def database_url(self, database: str) -> str:
         """The SQLAlchemy URL Prefect's PREFECT_API_DATABASE_CONNECTION_URL takes."""
-        return f"postgresql+asyncpg://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{self.port}/{database}"
+        return f"postgresql+asyncpg://{DB_USER}:{self._password}@127.0.0.1:{self.port}/{database}"
 
     def create_database(self, name: str) -> None:
         self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", DB_USER, name)
@@ -88,7 +89,7 @@ class PostgresCluster:
             user = pwd.getpwnam(SYSTEM_USER)
             os.chown(self._root, user.pw_uid, user.pw_gid)
         password_file = self._root / "password"
-        password_file.write_text(DB_PASSWORD + "\n")
+        password_file.write_text(self._password + "\n")
         if self._as_root:
             os.chown(password_file, pwd.getpwnam(SYSTEM_USER).pw_uid, -1)
         try:
@@ -119,7 +120,7 @@ class PostgresCluster:
             command = ["runuser", "-u", SYSTEM_USER, "--", *command]
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "PGPASSWORD": DB_PASSWORD,
+            "PGPASSWORD": self._password,
             "LC_ALL": "C.UTF-8",
         }
         proc = subprocess.run(

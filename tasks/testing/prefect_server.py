@@ -132,13 +132,15 @@ class PrefectServer:
                 return int(line.split()[1]) / 1024
         return None
 
+    def log_text(self) -> str:
+        try:
+            return self._log.read_text(errors="replace")
+        except OSError:
+            return ""
+
     def retryable_errors(self) -> int:
         """How many requests the server answered 503 (on SQLite: "database is locked")."""
-        try:
-            text = self._log.read_text(errors="replace")
-        except OSError:
-            return 0
-        return text.count("Encountered retryable exception in request")
+        return self.log_text().count("Encountered retryable exception in request")
 
     def _stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

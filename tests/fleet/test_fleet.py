@@ -95,3 +95,88 @@ def test_a_build_on_worker_a_reruns_on_worker_b_with_no_model_request(
     for home in fleet.homes:
         assert not (home / "storage").exists() or not any((home / "storage").iterdir())
     assert any((fleet.root / "shared-results").iterdir())
+
+
+def _small_team(fleet: Fleet, name: str) -> None:
+    """A 10-role team without checks, saved on the fleet's server (eight builds stay cheap)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from benchmarks.teams import generated_team
+
+    team = generated_team(10)
+    team.verify = False
+    with temporary_settings(updates={PREFECT_API_URL: fleet.api_url}):
+        team.save(name, overwrite=True)
+
+
+async def _task_runs_of(fleet: Fleet, run_id: Any, want: int) -> int:
+    """The task runs the server recorded under a build's phase subflows (polled: the
+    task-run recorder writes them from events, a moment after they happen)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        FlowRunFilterParentFlowRunId,
+    )
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    count = 0
+    with temporary_settings(updates={PREFECT_API_URL: fleet.api_url}):
+        async with get_client() as client:
+            phases = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id])
+                )
+            )
+            ids = [p.id for p in phases]
+            for _ in range(60):
+                count = await client.count_task_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids))
+                )
+                if count >= want:
+                    break
+                await asyncio.sleep(0.5)
+    return count
+
+
+def test_eight_builds_at_once_through_the_deployment_all_complete_and_are_recorded(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tasks.testing.prefect_api import agentmill_events
+
+    _small_team(fleet, "fleet-ten")
+    since = datetime.now(UTC) - timedelta(seconds=5)
+
+    async def eight() -> dict[Any, Any]:
+        ids = [
+            await fleet.start(
+                {
+                    "idea": f"fleet build {i} ({tmp_path.name})",
+                    "workdir": str(tmp_path / f"build-{i}"),
+                    "team": "fleet-ten",
+                    "provider": "offline",
+                }
+            )
+            for i in range(8)
+        ]
+        return await fleet.wait(ids)
+
+    runs = asyncio.run(eight())
+    assert [r.state.type for r in runs.values()] == [StateType.COMPLETED] * 8
+    taken = [sum(str(run_id) in fleet.worker_log(i) for run_id in runs) for i in (0, 1)]
+    print(f"runs per worker: {taken}")  # whichever polls first takes what is scheduled
+    assert sum(taken) >= 8
+
+    async def recorded() -> None:
+        for run_id in runs:
+            # 10 agents started and completed, 5 phases committed: the event persister is on
+            await agentmill_events(fleet.api_url, since, str(run_id), want=10 * 2 + 5)
+            assert await _task_runs_of(fleet, run_id, want=10) >= 10
+
+    asyncio.run(recorded())
+    assert fleet.server is not None
+    log = fleet.server.log_text()
+    assert "database is locked" not in log
+    assert fleet.server.retryable_errors() == 0  # no 503, so no client back-off

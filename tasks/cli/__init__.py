@@ -1,0 +1,1 @@
+"""The `agentmill` command: build, issues, serve and doctor (see tasks.cli.main)."""

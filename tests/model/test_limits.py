@@ -1,0 +1,94 @@
+"""Fleet rate limits: pacing from the API's headers, the fake's limit, the `limits` command."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from tasks.cli.limits import BadLimit, _pairs, per_minute_spec
+from tasks.model.limits import FleetLimits, Pacer, in_flight_name, per_minute_name
+from tasks.testing.messages_api import FakeMessagesAPI
+
+
+def _headers(limit: int, remaining: int, reset_in_s: float) -> dict[str, str]:
+    reset = (datetime.now(UTC) + timedelta(seconds=reset_in_s)).isoformat()
+    return {
+        "anthropic-ratelimit-requests-limit": str(limit),
+        "anthropic-ratelimit-requests-remaining": str(remaining),
+        "anthropic-ratelimit-requests-reset": reset.replace("+00:00", "Z"),
+    }
+
+
+def test_a_tier_with_room_left_is_not_slowed() -> None:
+    pacer = Pacer()
+    pacer.observe(_headers(100, 50, 30))
+    pacer.observe({})  # no headers at all (the offline model, a proxy)
+    assert pacer.not_before == 0.0 and pacer.spacing_s == 0.0
+
+
+def test_a_tier_near_its_limit_spaces_what_remains_until_the_reset() -> None:
+    pacer = Pacer()
+    pacer.observe(_headers(100, 4, 2.0), now=10.0)
+    assert pacer.spacing_s == pytest.approx(0.5, abs=0.05)  # 4 requests left for 2 s
+
+    async def three_starts() -> list[float]:
+        starts = []
+        for _ in range(3):
+            await pacer.wait()
+            starts.append(time.monotonic())
+        return starts
+
+    pacer.until = time.monotonic() + 2.0
+    pacer.spacing_s = 0.05  # keep the test short: the spacing, not its size, is checked
+    starts = asyncio.run(three_starts())
+    assert starts[2] - starts[0] >= 0.09
+
+
+def test_nothing_left_holds_the_tier_until_the_reset() -> None:
+    pacer = Pacer()
+    pacer.observe(_headers(100, 0, 1.5), now=100.0)
+    assert pacer.not_before == pytest.approx(101.5, abs=0.05)
+
+
+def test_limit_names_map_to_tiers() -> None:
+    names = {in_flight_name("haiku"), per_minute_name("sonnet"), "someone-elses-limit"}
+    limits = FleetLimits.from_names(names)
+    assert limits.in_flight == {"haiku"} and limits.per_minute == {"sonnet"}
+
+
+def test_a_per_minute_limit_never_lets_a_window_see_more_than_the_limit() -> None:
+    spec = per_minute_spec("haiku", 50)
+    assert spec.limit + spec.slot_decay_per_second * 60 == pytest.approx(50)  # type: ignore[operator]
+    assert per_minute_spec("opus", 1).limit == 1
+
+
+def test_bad_limits_say_what_to_write() -> None:
+    assert _pairs(["haiku=50", "opus=2"], "--rpm") == {"haiku": 50, "opus": 2}
+    for bad in ("haiku", "gpt=5", "haiku=0", "haiku=-1", "haiku=x"):
+        with pytest.raises(BadLimit, match="TIER=N"):
+            _pairs([bad], "--rpm")
+
+
+def test_the_fake_answers_429_with_retry_after_past_its_per_model_limit() -> None:
+    body = {
+        "model": "claude-haiku-5-5",
+        "max_tokens": 10,
+        "messages": [{"role": "user", "content": "Role: DEV"}],
+    }
+    with FakeMessagesAPI(requests_per_window={"haiku": 2}, window_s=30) as fake:
+        with httpx.Client(base_url=fake.base_url, timeout=10) as http:
+            answers = [http.post("/v1/messages", json=body) for _ in range(3)]
+            other = http.post("/v1/messages", json={**body, "model": "claude-opus-5-5"})
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert answers[0].headers["anthropic-ratelimit-requests-remaining"] == "1"
+    assert answers[1].headers["anthropic-ratelimit-requests-remaining"] == "0"
+    refused = answers[2]
+    assert refused.json()["error"]["type"] == "rate_limit_error"
+    assert 1 <= int(refused.headers["retry-after"]) <= 30
+    assert refused.headers["anthropic-ratelimit-requests-limit"] == "2"
+    assert other.status_code == 200  # another model family has its own limit (none here)
+    assert fake.rate_limited == 1 and fake.request_rate("haiku") == 2
