@@ -79,10 +79,12 @@ def test_the_fake_answers_429_with_retry_after_past_its_per_model_limit() -> Non
         "max_tokens": 10,
         "messages": [{"role": "user", "content": "Role: DEV"}],
     }
-    with FakeMessagesAPI(requests_per_window={"haiku": 2}, window_s=30) as fake:
-        with httpx.Client(base_url=fake.base_url, timeout=10) as http:
-            answers = [http.post("/v1/messages", json=body) for _ in range(3)]
-            other = http.post("/v1/messages", json={**body, "model": "claude-opus-5-5"})
+    with (
+        FakeMessagesAPI(requests_per_window={"haiku": 2}, window_s=30) as fake,
+        httpx.Client(base_url=fake.base_url, timeout=10) as http,
+    ):
+        answers = [http.post("/v1/messages", json=body) for _ in range(3)]
+        other = http.post("/v1/messages", json={**body, "model": "claude-opus-5-5"})
     assert [a.status_code for a in answers] == [200, 200, 429]
     assert answers[0].headers["anthropic-ratelimit-requests-remaining"] == "1"
     assert answers[1].headers["anthropic-ratelimit-requests-remaining"] == "0"
