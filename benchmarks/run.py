@@ -63,6 +63,7 @@ class Options:
     all_services: bool = True  # also run agentmill on a server with every service on
     samples: int = 3  # repeats of the noisy runs; the report shows their median
     keep_scratch: bool = False
+    fleet: bool = True  # eight builds on two workers, PostgreSQL and SQLite (benchmarks/fleet.py)
 
 
 @dataclass
@@ -421,6 +422,8 @@ def run_benchmark(out: Path, options: Options) -> dict[str, Any]:
         results = summarise(bench, server_info)
         if options.api_url is None:
             results["verification"] = verification
+        if options.fleet:
+            results["fleet"] = measure_fleet(scratch, options.latency_scale)
         results["machine"]["load_average_1m_at_start"] = load_at_start
         results["benchmark_s"] = round(time.perf_counter() - started, 1)
         _write(out, results, bench)
@@ -442,6 +445,18 @@ def measure_verification(api_url: str, home: Path) -> dict[str, Any]:
         check=True,
     )
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def measure_fleet(scratch: Path, latency_scale: float) -> dict[str, Any]:
+    """benchmarks/fleet.py in its own process, as the verification figures are."""
+    out = scratch / "fleet.json"
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.fleet", "--out", str(out),
+         "--latency-scale", str(latency_scale)],
+        cwd=ROOT, env={**os.environ, **quiet_env()}, capture_output=True, check=True,
+    )  # fmt: skip
+    result: dict[str, Any] = json.loads(out.read_text())
     return result
 
 
@@ -489,6 +504,9 @@ def main(argv: list[str] | None = None) -> int:
         "--samples", type=int, default=3, help="repeats of the noisy runs (median reported)"
     )
     parser.add_argument("--keep-scratch", action="store_true", help="keep workdirs and logs")
+    parser.add_argument(
+        "--no-fleet", action="store_true", help="skip the fleet runs (PostgreSQL, two workers)"
+    )
     args = parser.parse_args(argv)
     options = Options(
         roles=args.roles,
@@ -499,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
         all_services=not args.no_all_services,
         samples=max(1, args.samples),
         keep_scratch=args.keep_scratch,
+        fleet=not args.no_fleet,
     )
     results = run_benchmark(Path(args.out), options)
     print((Path(args.out) / "results.md").read_text())

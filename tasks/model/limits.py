@@ -16,9 +16,9 @@ and the single-machine path keeps its speed.
 
 Within one process the tier is also paced from the API's own
 `anthropic-ratelimit-*` response headers: once a remaining count falls under
-a low-water mark, the tier's next requests are spaced so that what remains
-lasts until the reset, and with nothing left they wait for the reset. That
-slows a tier down before the API answers 429.
+a low-water mark, the tier's next requests wait a share of the time to the
+reset, and with nothing left they wait for the reset. That slows a tier
+down before the API answers 429.
 https://docs.anthropic.com/en/api/rate-limits (response headers).
 """
 
@@ -117,11 +117,12 @@ async def request_slot(tier: str) -> AsyncIterator[None]:
 
 @dataclass
 class Pacer:
-    """Spaces one tier's requests in this process from the API's rate-limit headers."""
+    """Holds one tier's requests in this process back when the API's headers say it is near
+    its limit: nothing left, wait for the reset; little left, keep the next starts apart by
+    the time to the reset shared out over what remains (one gap, not a queue of them: each
+    reply's headers say again how much remains)."""
 
-    not_before: float = 0.0  # monotonic time before which no request starts
-    spacing_s: float = 0.0  # gap between starts while the remaining count is low
-    until: float = 0.0  # when the spacing ends (the limit's reset)
+    not_before: float = 0.0  # monotonic time before which no request of the tier starts
 
     def observe(self, headers: Mapping[str, str], now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -132,23 +133,21 @@ class Pacer:
             if limit is None or remaining is None or reset_in is None or limit <= 0:
                 continue
             if remaining <= 0:
-                self.not_before = max(self.not_before, now + min(reset_in, MAX_PACE_WAIT_S))
+                hold = reset_in
             elif remaining <= limit * LOW_WATER:
-                self.spacing_s = max(self.spacing_s, reset_in / remaining)
-                self.until = max(self.until, now + reset_in)
+                hold = reset_in / (remaining + 1)
+            else:
+                continue
+            self.not_before = max(self.not_before, now + min(hold, MAX_PACE_WAIT_S))
 
     async def wait(self) -> None:
-        if not self.not_before and not self.spacing_s:
+        if not self.not_before:
             return  # the common case: no header ever said the tier is near its limit
-        # No await between reading and moving `not_before`: each caller takes its own start.
-        now = time.monotonic()
-        if now >= self.until:
-            self.spacing_s = 0.0
-        start = max(now, self.not_before)
-        self.not_before = start + self.spacing_s if self.spacing_s else 0.0
-        delay = min(start - now, MAX_PACE_WAIT_S)
+        delay = self.not_before - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+        else:
+            self.not_before = 0.0
 
 
 _pacers: dict[str, Pacer] = {}

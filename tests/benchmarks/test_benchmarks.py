@@ -53,6 +53,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], P
         api_url=os.environ["PREFECT_API_URL"],  # the session's server (tests/conftest.py)
         all_services=False,
         samples=1,
+        fleet=False,  # tests/fleet covers the fleet; its benchmark runs in benchmarks.run only
     )
     return run_benchmark(out, options), out
 

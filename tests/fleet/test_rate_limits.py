@@ -30,11 +30,11 @@ pytestmark = pytest.mark.integration
 
 BUILDS = 8
 WINDOW_S = 3.0
-PER_WINDOW = 24  # requests per tier the fake accepts in any WINDOW_S
+PER_WINDOW = 12  # requests per tier the fake accepts in any WINDOW_S
 # Above what the rate limit lets through at the fake's latency: a contended Prefect
 # concurrency limit makes waiters poll with a Retry-After of about the average slot
 # occupancy (seconds), which would slow the builds far more than the API does.
-IN_FLIGHT = 6
+IN_FLIGHT = 8
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def limited(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeMessagesAPI]:
 
 
 def _eight_builds(tmp_path: Path, tag: str) -> list[Any]:
-    team = generated_team(10)
+    team = generated_team(5)  # one role per phase: about 23 requests a build
     team.verify = False
     team.save(f"fleet-small-{tag}", overwrite=True)
 

@@ -27,25 +27,28 @@ def test_a_tier_with_room_left_is_not_slowed() -> None:
     pacer = Pacer()
     pacer.observe(_headers(100, 50, 30))
     pacer.observe({})  # no headers at all (the offline model, a proxy)
-    assert pacer.not_before == 0.0 and pacer.spacing_s == 0.0
+    assert pacer.not_before == 0.0
 
 
-def test_a_tier_near_its_limit_spaces_what_remains_until_the_reset() -> None:
+def test_a_tier_near_its_limit_waits_a_share_of_the_time_to_the_reset() -> None:
     pacer = Pacer()
     pacer.observe(_headers(100, 4, 2.0), now=10.0)
-    assert pacer.spacing_s == pytest.approx(0.5, abs=0.05)  # 4 requests left for 2 s
+    assert pacer.not_before == pytest.approx(10.4, abs=0.05)  # 2 s shared by 4 left, plus one
 
-    async def three_starts() -> list[float]:
+    pacer = Pacer()
+    pacer.observe(_headers(10, 1, 0.3))
+
+    async def two_starts() -> list[float]:
         starts = []
-        for _ in range(3):
+        for _ in range(2):
             await pacer.wait()
             starts.append(time.monotonic())
         return starts
 
-    pacer.until = time.monotonic() + 2.0
-    pacer.spacing_s = 0.05  # keep the test short: the spacing, not its size, is checked
-    starts = asyncio.run(three_starts())
-    assert starts[2] - starts[0] >= 0.09
+    began = time.monotonic()
+    starts = asyncio.run(two_starts())
+    assert starts[0] - began >= 0.1  # held back before its start
+    assert pacer.not_before == 0.0  # and free again once the hold has passed
 
 
 def test_nothing_left_holds_the_tier_until_the_reset() -> None:
