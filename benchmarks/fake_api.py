@@ -15,7 +15,10 @@ from typing import Any
 
 from benchmarks.latency import TierLatency
 from tasks.build.offline_script import build_reply
+from tasks.model.warmup import is_warm_up
 from tasks.testing.messages_api import FakeMessagesAPI, SeenRequest, role_of, step_of, tier_of
+
+WARM_UP_SHARE = 0.1
 
 
 @dataclass
@@ -23,6 +26,7 @@ class TagStats:
     """What the fake served to one tagged run."""
 
     requests: int = 0
+    warmup_requests: int = 0  # of `requests`: agentmill's shared-prefix warm-ups
     by_role: dict[str, int] = field(default_factory=dict)
     latency_by_role: dict[str, float] = field(default_factory=dict)
     served_by_role: dict[str, float] = field(default_factory=dict)
@@ -36,6 +40,7 @@ class TagStats:
     def as_dict(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
+            "warmup_requests": self.warmup_requests,
             "requests_by_role": self.by_role,
             "requests_by_tier": self.requests_by_tier,
             "input_tokens": self.input_tokens,
@@ -62,19 +67,25 @@ class BenchMessagesAPI(FakeMessagesAPI):
         model = tag and self._latency_by_tag.get(tag)
         if not model:
             return 0.0
-        return model.delay(tier_of(str(body.get("model", ""))), role_of(body), step_of(body))
+        delay = model.delay(tier_of(str(body.get("model", ""))), role_of(body), step_of(body))
+        # A warm-up's one-token reply takes its time to first token, a small part of a
+        # turn's time (the tiers' ranges model turns that write hundreds of tokens).
+        return WARM_UP_SHARE * delay if is_warm_up(body) else delay
 
     def stats(self, tag: str) -> TagStats:
         seen: list[SeenRequest] = self.requests_for(tag)
         out = TagStats(requests=len(seen), peak_in_flight=self.peak_in_flight(tag))
         for r in seen:
-            role = r.role or "?"
-            out.by_role[role] = out.by_role.get(role, 0) + 1
             out.requests_by_tier[r.tier] = out.requests_by_tier.get(r.tier, 0) + 1
-            out.latency_by_role[role] = out.latency_by_role.get(role, 0.0) + r.latency_s
-            out.served_by_role[role] = out.served_by_role.get(role, 0.0) + r.served_s
             out.input_tokens += r.input_tokens
             out.output_tokens += r.output_tokens
+            if r.warm_up:  # the run's request, not any role's
+                out.warmup_requests += 1
+                continue
+            role = r.role or "?"
+            out.by_role[role] = out.by_role.get(role, 0) + 1
+            out.latency_by_role[role] = out.latency_by_role.get(role, 0.0) + r.latency_s
+            out.served_by_role[role] = out.served_by_role.get(role, 0.0) + r.served_s
         if seen:
             out.first_request_at = min(r.at for r in seen)
             out.last_reply_at = max(r.at + r.served_s for r in seen)

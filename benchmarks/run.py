@@ -27,6 +27,8 @@ from typing import Any
 
 from benchmarks.baselines import dependency_levels
 from benchmarks.bounds import ideal_walls, level_barrier_headroom
+from benchmarks.caching import caching_markdown
+from benchmarks.caching import measure as measure_caching
 from benchmarks.fake_api import BenchMessagesAPI
 from benchmarks.latency import TierLatency
 from benchmarks.machine import describe_machine, load_average, now_iso
@@ -64,6 +66,7 @@ class Options:
     samples: int = 3  # repeats of the noisy runs; the report shows their median
     keep_scratch: bool = False
     fleet: bool = True  # eight builds on two workers, PostgreSQL and SQLite (benchmarks/fleet.py)
+    caching: bool = True  # also measure prompt caching (benchmarks.caching), ~2 minutes
 
 
 @dataclass
@@ -75,6 +78,7 @@ class Bench:
     scratch: Path
     options: Options
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    caching: dict[str, Any] | None = None  # results.json's "caching" (benchmarks.caching)
 
     def run_group(self, group: str, roles: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
         """Run `runs` in one fresh process; returns its results joined with the fake's counts."""
@@ -336,6 +340,7 @@ def summarise(bench: Bench, server: dict[str, Any]) -> dict[str, Any]:
         "incremental_expected_requests": REQUESTS_PER_AGENT * len(expected_roles),
         "commits": main["agentmill"]["commits"],
         "model_requests": fake["agentmill"]["requests"],
+        "warmup_requests": fake["agentmill"]["warmup_requests"],  # of model_requests
         "tokens": {
             "input": fake["agentmill"]["input_tokens"],
             "output": fake["agentmill"]["output_tokens"],
@@ -363,6 +368,8 @@ def summarise(bench: Bench, server: dict[str, Any]) -> dict[str, Any]:
             "overhead_ms_per_task": round(1000 * runs["zero_agentmill"]["wall_s"] / n, 1),
             "server": bench.groups["all-services"]["server"],
         }
+    if bench.caching is not None:
+        results["caching"] = bench.caching
     results["targets"] = _targets(results)
     return results
 
@@ -466,12 +473,18 @@ def _run_main_and_scaling(bench: Bench) -> None:
     bench.run_group("main", bench.options.roles, main_runs(plan, bench.scratch, samples))
     for size in bench.options.scales:
         bench.run_group(f"scale-{size}", size, scaling_runs(samples))
+    if bench.options.caching:
+        scratch = bench.scratch / "caching"
+        bench.caching = measure_caching(bench.api_url, scratch, bench.options.seed)
 
 
 def _write(out: Path, results: dict[str, Any], bench: Bench) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "results.md").write_text(render_markdown(results))
+    markdown = render_markdown(results)
+    if "caching" in results:
+        markdown += "\n" + "\n".join(caching_markdown(results["caching"]))
+    (out / "results.md").write_text(markdown)
     agentmill = bench.groups["main"]["runs"]["agentmill"]
     plan = plan_phases(team_of_size(bench.options.roles, bench.options.seed))
     (out / "timeline.svg").write_text(
@@ -507,6 +520,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-fleet", action="store_true", help="skip the fleet runs (PostgreSQL, two workers)"
     )
+    parser.add_argument(
+        "--no-caching", action="store_true", help="skip the prompt-caching measurement"
+    )
     args = parser.parse_args(argv)
     options = Options(
         roles=args.roles,
@@ -518,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         samples=max(1, args.samples),
         keep_scratch=args.keep_scratch,
         fleet=not args.no_fleet,
+        caching=not args.no_caching,
     )
     results = run_benchmark(Path(args.out), options)
     print((Path(args.out) / "results.md").read_text())

@@ -60,6 +60,8 @@ def _run(run: dict[str, Any], team: Any, spec: dict[str, Any]) -> dict[str, Any]
     from tasks.build.planning import plan_phases
     from tasks.model.endpoint import Endpoint
 
+    if run.get("team_overrides"):  # a variant of the team (benchmarks.caching)
+        team = type(team).model_validate({**team.model_dump(), **run["team_overrides"]})
     plan = plan_phases(team)
     workdir = Path(run["workdir"])
     if run["kind"] == "baseline":

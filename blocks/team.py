@@ -100,6 +100,22 @@ class AgentTeam(Block):
         default_factory=dict,
         description="Model requests in flight at once, per tier, for the whole fleet.",
     )
+    prompt_caching: bool = Field(
+        default=True,
+        description="Mark prompt-cache breakpoints (the team's shared prefix, each agent's "
+        "growing conversation), so re-sent tokens cost a cache read instead of full input.",
+    )
+    shared_prefix_ttl: Literal["5m", "1h"] = Field(
+        default="5m",
+        description="How long the team's shared prompt prefix stays cached: '1h' when agents "
+        "of one model start more than 5 minutes apart (a 1-hour write costs 2x the input "
+        "price, a 5-minute one 1.25x; a read 0.1x or less either way).",
+    )
+    warm_up_shared_prefix: bool = Field(
+        default=True,
+        description="When several agents are about to start on an uncached shared prefix, "
+        "write it once with one small request first, so they read it instead of all writing it.",
+    )
 
     def model_for(self, role: Role) -> str:
         """The model id a role runs on; an unknown tier is a team error, not a KeyError."""

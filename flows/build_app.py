@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from flows.run_phase import run_phase
 from tasks.build.approval import PlanReview, review_text
-from tasks.build.commit import recover_interrupted_phase
+from tasks.build.commit import recover_interrupted_phase, refuse_moved_head
 from tasks.build.offline_script import build_reply
 from tasks.build.phases import ACTIVE_BUILD, Build
 from tasks.build.planning import aload_team, plan_phases
@@ -59,6 +59,7 @@ from tasks.common.parameters import (
     with_parameters,
 )
 from tasks.common.runs import flow_run_id
+from tasks.common.secrets import scanning_for
 from tasks.common.workspace import prepare_workdir, workspace_lock
 from tasks.model.budget import Budget, BudgetExhausted, use_budget
 from tasks.model.client import get_client
@@ -69,6 +70,7 @@ from tasks.model.endpoint import (
     aresolve_endpoint,
     use_endpoint,
 )
+from tasks.model.warmup import RUN_WARMUPS, WarmUps
 
 MAX_IDEA_CHARS = 20_000
 # The command line's exit code for "built and committed, but the project's checks fail".
@@ -190,15 +192,25 @@ async def _build(request: BuildRequest) -> BuildResult:
     repo = open_repo(workdir)
     store = Store(workdir)
     budget = Budget(request.budget_usd) if request.budget_usd else None
-    with workspace_lock(workdir, run_id), use_endpoint(endpoint), use_budget(budget):
+    warmups = WarmUps()  # the run's prompt-cache warm-ups, for its ledger
+    own_key = [endpoint.api_key.get_secret_value()] if endpoint.api_key else []
+    with (
+        workspace_lock(workdir, run_id),
+        use_endpoint(endpoint),
+        use_budget(budget),
+        RUN_WARMUPS.use(warmups),
+        scanning_for(own_key),  # the run's own key, in any encoding, never lands
+    ):
         recover_interrupted_phase(workdir)
         refuse_unsafe_state(repo)
         previous = store.load_manifest()
+        head = head_commit(repo)
         if previous is not None and not request.fresh:
+            refuse_moved_head(workdir, previous, head)
             base_commit, base_tree = previous.base_commit, previous.base_tree
             log.info("rerun on %s: starting from the recorded base %s", workdir, base_tree[:12])
         else:
-            base_commit = head_commit(repo)
+            base_commit = head
             base_tree = tree_of(repo, base_commit)
         repo.close()
         manifest = Manifest(
@@ -208,6 +220,7 @@ async def _build(request: BuildRequest) -> BuildResult:
             provider=endpoint.provider,
             base_commit=base_commit,
             base_tree=base_tree,
+            head=head,
             # A phase this run finds unchanged still lives in the commit that landed it.
             phases={
                 name: PhaseEntry(status="pending", commit=entry.commit)
@@ -250,7 +263,7 @@ async def _build(request: BuildRequest) -> BuildResult:
         manifest.status = "failed" if failures else "completed"
         manifest.finished_at = now_iso()
         store.save_manifest(manifest)
-        result = await _report(build, wall, request, endpoint)
+        result = await _report(build, wall, request, endpoint, warmups)
     if failures and budget is not None and budget.exhausted:
         committed = ", ".join(c.phase for c in build.commits) or "none"
         raise BudgetExhausted(
@@ -319,10 +332,12 @@ async def _warm_client(endpoint: Endpoint) -> None:
 
 
 async def _report(
-    build: Build, wall: float, request: BuildRequest, endpoint: Endpoint
+    build: Build, wall: float, request: BuildRequest, endpoint: Endpoint, warmups: WarmUps
 ) -> BuildResult:
     agents = build.agent_reports()
-    metrics = summarise(agents, build.commits, build.agent_deps(), build.report_order(), wall)
+    metrics = summarise(
+        agents, build.commits, build.agent_deps(), build.report_order(), wall, warmups.by_model()
+    )
     report = RunReport(
         run_id=build.run_id,
         idea=request.idea,
@@ -381,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{result.status}: {m.commits} commits in {result.workdir}; {len(result.agents)} agents "
         f"({m.cached_agents} cached), {m.model_requests} model requests, ${m.cost_usd:.4f}, "
         f"wall {m.wall_s:.1f}s (critical path {m.critical_path_s:.1f}s); "
-        f"{result.verification.line()}. Report: {result.report_path}"
+        f"{result.verification.line()}; {m.cache.summary()}. Report: {result.report_path}"
     )
     return CHECKS_FAILED if result.verification.status == "failed" else 0
 

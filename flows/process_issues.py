@@ -53,6 +53,11 @@ from tasks.model.endpoint import (
 )
 
 MAX_CONCURRENCY = 32
+# Workflows and actions under .github/ run with the repository's secrets once pushed.
+PROTECTED_DIRS = {
+    ".github": "holds CI workflows and actions that run with the repository's secrets; this "
+    "run does not let agents change it (the allow_github_changes setting does)"
+}
 # What the offline model writes, as the log and the PR body say it.
 OFFLINE_WORK = "placeholder code, not real changes"
 
@@ -89,10 +94,22 @@ class IssuesRequest(BaseModel):
         default="skip",
         description="When the issue's branch has an open PR: skip it, or update it.",
     )
+    allow_github_changes: bool = Field(
+        default=False,
+        description="Let code agents change files under .github/ (CI workflows and actions, "
+        "which run with the repository's secrets). Off: write_file refuses them.",
+    )
+    push_to: str | None = Field(
+        default=None,
+        description="A fork (OWNER/NAME) to push the branches to; the pull requests are opened "
+        "from it. Default: branches go to the repository itself.",
+    )
 
-    @field_validator("repo")
+    @field_validator("repo", "push_to")
     @classmethod
-    def _owner_slash_name(cls, repo: str) -> str:
+    def _owner_slash_name(cls, repo: str | None) -> str | None:
+        if repo is None:
+            return None
         repo = repo.strip()
         if not REPO_PATTERN.match(repo):
             raise ValueError(f"{repo!r} is not a repository; pass it as OWNER/NAME")
@@ -122,6 +139,7 @@ async def _process(request: IssuesRequest) -> IssuesSummary:
     started = time.perf_counter()
     async with GitHub(auth, cache=cache) as gh:
         repository = await gh.get_repo(request.repo)
+        fork = await gh.get_repo(request.push_to) if request.push_to else None
         issues = await gh.list_issues(request.repo, request.label)
         cache.save()
         log.info(
@@ -139,6 +157,8 @@ async def _process(request: IssuesRequest) -> IssuesSummary:
                     GitAuth(repository.clone_url, auth.token),
                     repository.default_branch,
                 )
+                if fork is not None:
+                    await clone.use_fork(fork.clone_url, GitAuth(fork.clone_url, auth.token))
                 run = IssueRun(
                     run_id=run_id,
                     repo=request.repo,
@@ -148,6 +168,8 @@ async def _process(request: IssuesRequest) -> IssuesSummary:
                     provider=endpoint.provider,
                     review_threshold=request.review_threshold,
                     existing_pr=request.existing_pr,
+                    head_owner=(fork or repository).owner,
+                    protected_dirs={} if request.allow_github_changes else PROTECTED_DIRS,
                 )
                 await reporter.start()
                 with (
@@ -214,6 +236,7 @@ def _failed(run: IssueRun, issue: Issue, exc: BaseException) -> IssueResult:
         cost_usd=round(tally.cost_usd, 6),
         agents=tally.agents,
         cached_agents=tally.cached,
+        refused_calls=tally.refused,
         error=f"{type(exc).__name__}: {exc}"[:1000],
     )
 

@@ -20,8 +20,10 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
+from tasks.agents.changes import merge_changes, refuse_protected
 from tasks.agents.output import AgentOutput, refuse_secrets, trailer_lines
 from tasks.common.context import Scoped
+from tasks.common.gitignore import refuse_ignored
 from tasks.common.logs import run_logger
 from tasks.common.trees import CandidateTree
 from tasks.common.workspace import apply_files
@@ -37,6 +39,7 @@ from tasks.issues.pull_request import (
     open_or_update,
     pr_body,
     pr_title,
+    refuse_edited_issue,
 )
 from tasks.issues.report import IssueResult, IssueStatus
 from tasks.issues.team import (
@@ -72,8 +75,16 @@ class IssueRun:
     provider: Provider
     review_threshold: int
     existing_pr: ExistingPR
+    head_owner: str = ""  # whose branch the PR comes from: the repository's owner, or a fork's
+    # Top-level folders code agents may not write ({".github": why}); empty when allowed.
+    protected_dirs: dict[str, str] = field(default_factory=dict)
     tallies: dict[int, Tally] = field(default_factory=dict)
     started: dict[int, asyncio.Event] = field(default_factory=dict)
+
+    @property
+    def pr_owner(self) -> str:
+        """The owner of the branches pull requests come from (the fork's, when pushing there)."""
+        return self.head_owner or self.repository.owner
 
     def tally(self, issue: int) -> Tally:
         return self.tallies.setdefault(issue, Tally())
@@ -101,7 +112,7 @@ async def resolve_issue(issue: Issue, repo: str) -> IssueResult:
     run.mark_started(issue.number)  # lets the next subflow start (see process_issues)
     log = run_logger("agentmill.resolve_issue")
     branch = branch_for(issue.number)
-    owner = run.repository.owner
+    owner = run.pr_owner
     existing = await run.gh.find_open_pr(repo, owner, branch)
     if existing is not None and run.existing_pr == "skip":
         log.info("issue #%d already has %s; skipping it", issue.number, existing.html_url)
@@ -121,6 +132,7 @@ async def resolve_issue(issue: Issue, repo: str) -> IssueResult:
         workdir=str(run.clone.path),  # agents read git objects, shared by every worktree
         provider=run.provider,
         tally=run.tally(issue.number),
+        protected_dirs=run.protected_dirs,
     )
 
     triage = parse_result(Triage, await agents.run(triage_role(), TRIAGE_SCHEMA))
@@ -130,15 +142,20 @@ async def resolve_issue(issue: Issue, repo: str) -> IssueResult:
         issue.number, triage.type, triage.priority, triage.complexity, len(plan.subtasks),
     )  # fmt: skip
     code = await agents.run_code(plan)
+    changes_to_land(agents, code, run)  # a clash or a protected path fails before the review
     review, code = await review_step(
         agents, plan, code, CandidateTree(str(run.clone.path), base_tree), run
     )
-    refuse_secrets(code)  # as at build_app's phase commits: a key-shaped string blocks the commit
 
     # The commit holds the agents' outputs, written now: the checks ran on a throwaway
     # copy, so nothing they did or left behind can reach the branch.
-    written = apply_files(worktree, {o.role: o.files for o in code})
+    written = apply_files(worktree, changes_to_land(agents, code, run))
     message = issue_commit_message(repo, issue, [*agents.tally.outputs], review, run)
+    body = pr_body(issue, triage, plan, code, review, run.provider)
+    # As at build_app's phase commits: a key-shaped string anywhere that lands blocks it all.
+    texts = [("the commit message", message), ("the pull request", f"{pr_title(issue)}\n{body}")]
+    refuse_secrets([*agents.tally.outputs], texts)
+    await refuse_edited_issue(run.gh, repo, issue)  # the text the agents worked on is still it
     sha = await commit_all(worktree, written, message)
     if sha is None and existing is None:
         log.info("issue #%d: the agents changed nothing; no pull request", issue.number)
@@ -146,7 +163,6 @@ async def resolve_issue(issue: Issue, repo: str) -> IssueResult:
         return _result(run, issue, "unchanged", None, None, review.score)
     if sha is not None:
         await push(str(worktree), branch, remote)
-    body = pr_body(issue, triage, plan, code, review, run.provider)
     pr, created = await open_pull_request(issue, branch, body, review.draft)
     await announce_on_issue(
         issue.number, [*triage.issue_labels(), DONE_LABEL], pr.html_url, review.draft, review.score
@@ -179,6 +195,22 @@ async def review_step(
     return ReviewOutcome(rounds=rounds, threshold=run.review_threshold), code
 
 
+def changes_to_land(
+    agents: IssueAgents, code: list[AgentOutput], run: IssueRun
+) -> dict[str, dict[str, str]]:
+    """The code agents' change sets as one, refused whole if any of it may not land.
+
+    Two agents that wrote one path without reading each other's is a conflict;
+    a fix agent replaces what it read. Protected folders and ignored paths are
+    refused here too, so a bad change fails before it is reviewed or written.
+    """
+    ancestors = {o.role: agents.graph.ancestors(o.role) for o in code}
+    changes = merge_changes(code, ancestors=ancestors)
+    refuse_protected(changes, run.protected_dirs)
+    refuse_ignored(run.clone.path, agents.graph.base_tree, changes)
+    return changes
+
+
 async def _review_round(
     agents: IssueAgents,
     round_: int,
@@ -206,6 +238,8 @@ def issue_commit_message(
     if run.provider == "offline":
         lines += ["Written by the OFFLINE model: placeholder code, not a real change.", ""]
     lines.append(f"Agentmill-Issue: {repo}#{issue.number}")
+    if issue.updated_at:  # the version of the issue the agents worked on
+        lines.append(f"Agentmill-Issue-Updated: {issue.updated_at}")
     lines += trailer_lines(outputs, run.run_id, run.provider)
     return "\n".join(lines) + "\n"
 
@@ -226,7 +260,7 @@ async def open_pull_request(
     return await open_or_update(
         run.gh,
         run.repo,
-        owner=run.repository.owner,
+        owner=run.pr_owner,
         branch=branch,
         base=run.clone.default_branch,
         title=pr_title(issue),
@@ -266,4 +300,5 @@ def _result(
         cost_usd=round(tally.cost_usd, 6),
         agents=tally.agents,
         cached_agents=tally.cached,
+        refused_calls=tally.refused,
     )

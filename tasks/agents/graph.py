@@ -22,9 +22,11 @@ from prefect.utilities.annotations import quote
 from blocks.team import Role
 from tasks.agents.errors import AgentError, UpstreamFailed
 from tasks.agents.job import AgentJob, AgentSettings
+from tasks.agents.loop import shared_prefix_key
 from tasks.agents.output import AgentOutput
 from tasks.agents.task import run_agent
 from tasks.common.errors import AgentmillError
+from tasks.model import warmup
 from tasks.model.endpoint import Provider
 
 
@@ -115,6 +117,8 @@ class AgentGraph:
     base_tree: str
     workdir: str
     hooks: GraphHooks = field(default_factory=GraphHooks)
+    # Top-level folders no agent of this graph may write, each with the reason.
+    protected_dirs: dict[str, str] = field(default_factory=dict)
     _nodes: dict[str, Node] = field(default_factory=dict)
     _deps: dict[str, list[str]] = field(default_factory=dict)  # insertion order: topological
     _futures: dict[str, asyncio.Future[AgentOutput]] = field(default_factory=dict)
@@ -203,6 +207,7 @@ class AgentGraph:
             upstream=self.upstream(role_id),
             feedback=list(node.feedback),
             result_schema=node.result_schema,
+            protected_dirs=self.protected_dirs,
         )
 
     async def run(self, role_id: str) -> AgentOutput:
@@ -227,11 +232,17 @@ class AgentGraph:
             # in the job, twice per task run, to look for futures (there are none): a
             # cost that grows with the square of the team. The task gets the job itself.
             # Prefect types an async task's call as returning the State itself.
-            pending = cast(
-                "Awaitable[State[AgentOutput]]",
-                run_agent(cast("AgentJob", quote(job)), return_state=True),
-            )
-            state = await pending
+            # Counted as about to start on its shared prompt prefix until its first
+            # request: agents that start together then read one warmed entry. Starting a
+            # task run blocks the loop for tens of ms, so first every agent released
+            # with this one counts itself (one yield), then they start.
+            with warmup.expecting(shared_prefix_key(job)):
+                await asyncio.sleep(0)
+                pending = cast(
+                    "Awaitable[State[AgentOutput]]",
+                    run_agent(cast("AgentJob", quote(job)), return_state=True),
+                )
+                state = await pending
             output = await cast("Awaitable[AgentOutput]", state.result())
         except Exception as exc:
             error = describe(role_id, exc)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from blocks.team import AgentTeam, Role
 from tasks.agents.output import AgentOutput
 from tasks.agents.prompts import PROMPTS_VERSION
+from tasks.model.caching import Ttl
 from tasks.model.endpoint import Provider
 
 # Bump to invalidate every cached agent output at once (e.g. after a change in
@@ -25,7 +26,7 @@ CACHE_KEY_VERSION = "agentmill-agent-v2"
 
 
 class AgentSettings(BaseModel):
-    """Everything about how the model is called that changes what it returns."""
+    """How the model is called: what changes what it returns, and how the prompt is cached."""
 
     model: str
     max_turns: int = 12
@@ -35,6 +36,15 @@ class AgentSettings(BaseModel):
     max_file_bytes: int = 256_000
     max_files: int = 50
     run_timeout_s: float = 120.0
+    # Prompt caching changes what a run costs, never what the model answers:
+    # these three stay out of the cache key (see AgentJob.cache_key).
+    prompt_caching: bool = True
+    shared_prefix_ttl: Ttl = "5m"
+    warm_up: bool = True
+
+
+# AgentSettings fields that do not change an agent's output, left out of its cache key.
+NOT_IN_KEY = {"prompt_caching", "shared_prefix_ttl", "warm_up"}
 
 
 def agent_settings(team: AgentTeam, role: Role) -> AgentSettings:
@@ -46,6 +56,9 @@ def agent_settings(team: AgentTeam, role: Role) -> AgentSettings:
         max_agent_tokens=team.max_agent_tokens,
         timeout_s=team.timeout_for(role),
         run_timeout_s=team.run_timeout_s,
+        prompt_caching=team.prompt_caching,
+        shared_prefix_ttl=team.shared_prefix_ttl,
+        warm_up=team.warm_up_shared_prefix,
     )
 
 
@@ -69,6 +82,10 @@ class AgentJob(BaseModel):
         default=None,
         description="JSON schema of the structured result `submit` must carry; None for none.",
     )
+    protected_dirs: dict[str, str] = Field(
+        default_factory=dict,
+        description="Top-level folders write_file refuses in this run, each with the reason.",
+    )
 
     def cache_key(self) -> str:
         """A hash of everything the output depends on, and of nothing else.
@@ -78,8 +95,9 @@ class AgentJob(BaseModel):
         sampling settings (who answers and how), the idea, the base tree id and
         the digests of the upstream outputs (everything it can read). Out: the
         flow-run id (a new run must reuse work), the workdir path (a fresh
-        workdir restores from the cache), and any key or client (secrets and
-        process state have no place in a key that is stored and logged).
+        workdir restores from the cache), any key or client (secrets and
+        process state have no place in a key that is stored and logged), and
+        the prompt-caching settings (they change the cost, not the answer).
         """
         payload = {
             "v": CACHE_KEY_VERSION,
@@ -88,7 +106,7 @@ class AgentJob(BaseModel):
                 include={"id", "title", "depends_on", "instructions", "prompt_version"}
             ),
             "provider": self.provider,
-            "settings": self.settings.model_dump(),
+            "settings": self.settings.model_dump(exclude=NOT_IN_KEY),
             "idea": self.idea,
             "base_tree": self.base_tree,
             "feedback": self.feedback,
@@ -96,6 +114,8 @@ class AgentJob(BaseModel):
         }
         if self.result_schema is not None:  # what it must answer; absent keeps old keys valid
             payload["result_schema"] = self.result_schema
+        if self.protected_dirs:  # what it may not write changes what it writes; absent: as before
+            payload["protected_dirs"] = sorted(self.protected_dirs)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:40]
 
     def brief(self) -> dict[str, Any]:

@@ -1,9 +1,16 @@
 """What an agent is told: the system prompt, the pointer message and the tool schemas.
 
-The context an agent starts with is deliberately tiny (a pointer of a few
-dozen tokens); everything else it pulls through tools, so it pays only for
-what it reads. Any change to the text here changes what every agent sees:
-bump `PROMPTS_VERSION`, which is part of every cache key.
+The context an agent starts with is deliberately small: a pointer message of
+a few dozen tokens, and a system prompt in two blocks. The first block, with
+the tool schemas before it, is the team's shared prefix: identical for every
+agent of a build (the operating rules and the idea, nothing about the role),
+so the agents of a build read one prompt-cache entry instead of each paying
+for it. The second says who this agent is. Everything else an agent pulls
+through tools, so it pays only for what it reads.
+
+Any change to the text here changes what every agent sees, and the cache
+keys of prompts and results alike: bump `PROMPTS_VERSION`, which is part of
+every cache key.
 """
 
 from __future__ import annotations
@@ -13,25 +20,41 @@ from typing import Any
 
 from blocks.team import Role
 
-PROMPTS_VERSION = 2
+# v2: the run tool. v3: the idea moved into the shared system block, the role into a
+# block of its own.
+PROMPTS_VERSION = 3
 BRIEF_PATH = ".tasks/manifest.json"
 
 OPERATING_RULES = """\
 You are one agent of agentmill, a team that builds software from an idea.
 Work only through the tools. read_file and list_files show the build's base
 tree plus the files written by the agents you depend on; read_output(role)
-returns such an agent's summary and decisions. The brief (the idea and your
-dependencies) is at .tasks/manifest.json. Record each file you produce with
-write_file (relative paths inside the project; nothing under .git or .tasks).
-run(command) runs one command (e.g. "python -m pytest -q") in a sandbox over
-exactly what you see plus your writes so far, with no network, and returns
-its exit code and output. If you wrote code or tests, run them before you
-submit. Finish by calling submit exactly once with a short summary, your
-decisions, next steps and warnings."""
+returns such an agent's summary and decisions. Your brief (your role and
+your dependencies) is at .tasks/manifest.json. Record each file you produce
+with write_file: its whole new content, at a relative path inside the
+project, nothing under .git or .tasks; text only, at most 256,000 bytes a
+file and 50 files. read_file cuts a file at 200,000 bytes and shows a binary
+file as a note. run(command) runs one command (e.g. "python -m pytest -q") in
+a sandbox over exactly what you see plus your writes so far, with no network,
+and returns its exit code and output. If you wrote code or tests, run them
+before you submit. A tool that fails answers with an error saying why: correct
+the call rather than repeat it. Never write a key, token or password into a
+file: the change is refused at the commit. Finish by calling submit exactly
+once with a short summary, your decisions, next steps and warnings."""
 
 
-def system_prompt(role: Role) -> str:
-    return f"{OPERATING_RULES}\n\nYour role: {role.title} ({role.id}).\n{role.instructions}"
+def shared_prompt(idea: str) -> str:
+    """The system block every agent of a build shares: the rules, then what it builds."""
+    return f"{OPERATING_RULES}\n\nWhat the team is building:\n{idea}"
+
+
+def role_prompt(role: Role) -> str:
+    return f"Your role: {role.title} ({role.id}).\n{role.instructions}"
+
+
+def system_prompt(role: Role, idea: str) -> list[str]:
+    """The system prompt's blocks: the shared prefix first (cached once), then the role."""
+    return [shared_prompt(idea), role_prompt(role)]
 
 
 def pointer_message(role: Role) -> str:
@@ -50,11 +73,6 @@ def parse_pointer(text: str) -> tuple[str, list[str]] | None:
         return None
     deps = [d.strip() for d in match["deps"].split(",") if d.strip() and d.strip() != "none"]
     return match["role"], deps
-
-
-def estimate_tokens(text: str) -> int:
-    """About four characters a token: the API's own count for English and code."""
-    return max(1, (len(text) + 3) // 4)
 
 
 TOOLS: list[dict[str, Any]] = [

@@ -19,10 +19,11 @@ from typing import Any
 from tasks.agents.errors import ToolError
 from tasks.agents.prompts import BRIEF_PATH
 from tasks.agents.schema import check_result
-from tasks.common.git import list_tree, read_blob
+from tasks.common.git import SYMLINK_MODE, TreeEntry, list_tree, read_blob
+from tasks.common.gitignore import IgnoreRules, gitignore_files
 from tasks.common.sandbox import SandboxLimits, default_sandbox
 from tasks.common.trees import CandidateTree
-from tasks.common.workspace import PathRejected, check_path
+from tasks.common.workspace import PathRejected, check_path, fold_name, fold_path
 
 MAX_READ_BYTES = 200_000
 RUN_OUTPUT_BYTES = 16_000  # what a `run` shows the model: the tail, where failures are
@@ -60,10 +61,37 @@ class AgentView:
     runs: int = 0
     # When set, `submit` must carry a `result` object matching it (see `check_result`).
     result_schema: dict[str, Any] | None = None
+    # Top-level folders this run keeps agents out of, each with the reason ({".github": why}).
+    protected_dirs: dict[str, str] = field(default_factory=dict)
+    _ignore: IgnoreRules | None = field(default=None, init=False, repr=False)
+
+    @cached_property
+    def _tree(self) -> dict[str, TreeEntry]:
+        return list_tree(self.workdir, self.base_tree)
 
     @cached_property
     def _base(self) -> dict[str, str]:
-        return {path: entry.blob for path, entry in list_tree(self.workdir, self.base_tree).items()}
+        return {path: entry.blob for path, entry in self._tree.items()}
+
+    @cached_property
+    def _links(self) -> set[str]:
+        return {path for path, entry in self._tree.items() if entry.mode == SYMLINK_MODE}
+
+    @cached_property
+    def _seen(self) -> dict[str, str]:
+        """Every file of the view before this agent wrote (base and upstream), by folded path."""
+        return {fold_path(path): path for path in {*self._base, *self._upstream_files}}
+
+    @cached_property
+    def _seen_dirs(self) -> dict[str, str]:
+        """Every folder of the view before this agent wrote, by folded path."""
+        dirs: dict[str, str] = {}
+        for path in {*self._base, *self._upstream_files}:
+            parts = path.split("/")
+            for depth in range(1, len(parts)):
+                prefix = "/".join(parts[:depth])
+                dirs.setdefault(fold_path(prefix), prefix)
+        return dirs
 
     @cached_property
     def _upstream_files(self) -> dict[str, str]:
@@ -127,6 +155,9 @@ class AgentView:
             )
         if path not in self.changes and len(self.changes) >= self.limits.max_files:
             raise ToolError(f"write refused: at most {self.limits.max_files} files per agent")
+        self._refuse_protected(path)
+        self._refuse_clash(path)
+        self._refuse_ignored(path, content)
         self.changes[path] = content
         return f"recorded {path} ({size} bytes)"
 
@@ -156,6 +187,103 @@ class AgentView:
             f"{code}; {result.status} in {result.duration_s:.1f}s ({result.sandbox} sandbox, "
             f"no network)\n{result.output}"
         )
+
+    # -- what write_file refuses at once, so the model can correct it -------------
+    # Each of these would otherwise surface only at the commit, after the agent's
+    # money is spent, and its cached output would then fail every rerun the same way.
+
+    def _refuse_protected(self, path: str) -> None:
+        top = fold_name(path.split("/", 1)[0])
+        for folder, why in self.protected_dirs.items():
+            if top == fold_name(folder) and "/" in path:
+                raise ToolError(f"write refused: {path} is under {folder}/, which {why}")
+
+    def _refuse_clash(self, path: str) -> None:
+        """A file over a folder, under a file or a link, or one differing only in case."""
+        if path in self._links:
+            raise ToolError(
+                f"write refused: {path} is a symbolic link in the tree; agents write regular "
+                "files only: write the file it stands for under its own path"
+            )
+        parts = path.split("/")
+        folded = fold_path(path)
+        for depth in range(1, len(parts)):
+            prefix = "/".join(parts[:depth])
+            if prefix in self._links:
+                raise ToolError(
+                    f"write refused: {path} goes through {prefix}, a symbolic link in the tree; "
+                    "nothing is written through a link"
+                )
+            owner = self._file_at(fold_path(prefix), path)
+            if owner is not None:
+                raise ToolError(
+                    f"write refused: {path} would put a file under {owner}, which is a file; "
+                    "pick another path"
+                )
+            spelled = self._seen_dirs.get(fold_path(prefix), prefix)
+            if spelled != prefix:
+                raise ToolError(
+                    f"write refused: {path}: {prefix} differs from {spelled} only in case or "
+                    f"Unicode form, and on macOS and Windows they are one folder: write under "
+                    f"{spelled}/"
+                )
+        folder = self._seen_dirs.get(folded) or next(
+            (
+                "/".join(own.split("/")[: len(parts)])
+                for own in self.changes
+                if fold_path(own).startswith(folded + "/")
+            ),
+            None,
+        )
+        if folder is not None:
+            raise ToolError(
+                f"write refused: {path} is a folder in your view ({folder}/ holds files); write "
+                "a file inside it, or pick another name"
+            )
+        other = self._file_at(folded, path)
+        if other is not None and other != path:
+            raise ToolError(
+                f"write refused: {path} differs from {other} only in case or Unicode form, and "
+                f"on macOS and Windows they are one file: write {other} to change it, or pick "
+                "another name"
+            )
+
+    def _file_at(self, folded: str, writing: str) -> str | None:
+        """The view's file (this agent's own writes included) whose folded path is `folded`."""
+        found = self._seen.get(folded)
+        if found is not None:
+            return found
+        return next((p for p in self.changes if p != writing and fold_path(p) == folded), None)
+
+    def _refuse_ignored(self, path: str, content: str) -> None:
+        """A path git ignores: it would not be committed (or `git add` would fail)."""
+        if path in self._base or path in self._upstream_files:
+            return  # tracked, or written upstream (and checked then): git does not ignore those
+        rules = self._ignore_rules({path: content} if path.endswith(".gitignore") else {})
+        reason = rules.ignored([path]).get(path) if rules else None
+        if reason is not None:
+            raise ToolError(
+                f"write refused: {path} is ignored by git ({reason}), so it would never be "
+                "committed: write it elsewhere, or change that .gitignore first"
+            )
+
+    def _ignore_rules(self, pending: dict[str, str]) -> IgnoreRules | None:
+        """The rules of the view's .gitignore files (this agent's own, and `pending`, on top)."""
+        files = dict(self._base_ignores)
+        for path in gitignore_files(self._upstream_files):
+            files[path] = self._upstream_files[path].encode()
+        for path in gitignore_files(self.changes):
+            files[path] = self.changes[path].encode()
+        files.update({path: text.encode() for path, text in pending.items()})
+        if not files:
+            return None
+        if self._ignore is None or self._ignore.files != files:
+            self._ignore = IgnoreRules(files)
+        return self._ignore
+
+    @cached_property
+    def _base_ignores(self) -> dict[str, bytes]:
+        return {p: read_blob(self.workdir, self._base[p]) for p in gitignore_files(self._base)}
 
 
 def _as_text(path: str, data: bytes) -> str:

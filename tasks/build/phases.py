@@ -45,9 +45,11 @@ from tasks.build.verify import (
 )
 from tasks.common.context import Scoped
 from tasks.common.errors import AgentmillError
+from tasks.common.git import list_tree, read_blobs
 from tasks.common.logs import run_logger
 from tasks.common.trees import CandidateTree
 from tasks.model.endpoint import Provider
+from tasks.model.ledger import CacheLedger
 
 T = TypeVar("T")
 _SETTLED = ("done", "failed", "skipped")
@@ -228,7 +230,9 @@ class Build(GraphHooks):
                     )
                 )
                 failing = [c for c in checks if c.status != "passed"]
-                fixable = [c for c in failing if not c.missing_dependency]
+                # a check that could not run (the sandbox failed, a tool is missing)
+                # is nothing an agent can fix by editing files
+                fixable = [c for c in failing if c.status != "error" and not c.missing_dependency]
                 if not fixable or number > self.team.fix_rounds:
                     break
                 files = pointed_at(failing, tree.paths())
@@ -297,8 +301,6 @@ class Build(GraphHooks):
         wanted = [p for p in paths if p in CONFIG_FILES]
         overlay = tree.overlay()
         texts = {p: overlay[p] for p in wanted if p in overlay}
-        from tasks.common.git import list_tree, read_blobs
-
         entries = list_tree(Path(tree.workdir), tree.base_tree)
         blobs = read_blobs(Path(tree.workdir), [entries[p].blob for p in wanted if p not in texts])
         for path in wanted:
@@ -472,14 +474,21 @@ class Build(GraphHooks):
             # commit one at a time (each waits for the one before), so there is never
             # a second writer.
             sha = await asyncio.to_thread(
-                commit_phase,
-                self.workdir,
-                self.store,
-                phase,
-                [o for o in outputs if o],
-                self.run_id,
-                self.provider,
-                trailers,
+                partial(
+                    commit_phase,
+                    self.workdir,
+                    self.store,
+                    phase,
+                    [o for o in outputs if o],
+                    self.run_id,
+                    self.provider,
+                    trailers,
+                    parent=self.manifest.head,  # a commit made meanwhile is never built over
+                    ancestors=self.plan.ancestors,  # who read whom: whose file may replace whose
+                    # fix agents (and the checks node that carries their files) replace
+                    # the files they fixed
+                    overrides={*self.fixes.get(phase, []), checks_id(phase)},
+                )
             )
         except Exception:
             entry.status = "failed"
@@ -488,6 +497,7 @@ class Build(GraphHooks):
             raise
         entry.status = "committed" if sha else "unchanged"
         entry.commit = sha or entry.commit  # unchanged: the commit that landed it before
+        self.manifest.head = sha or self.manifest.head
         self.store.save_manifest(self.manifest)
         done.set_result(True)
         log = run_logger("agentmill.build")
@@ -525,7 +535,12 @@ class Build(GraphHooks):
                     cost_usd=0.0 if (run.cached or not out) else out.cost_usd,
                     requests=0 if (run.cached or not out) else out.usage.requests,
                     files=len(out.files) if out else 0,
+                    refused=len(out.refused) if out else 0,
+                    refusals=list(out.refused) if out else [],
                     error=entry.error,
+                    cache=CacheLedger()
+                    if (run.cached or not out)
+                    else CacheLedger.of(out.usage, out.cost_usd, out.uncached_cost_usd),
                 )
             )
         return reports

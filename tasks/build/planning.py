@@ -111,6 +111,12 @@ def plan_phases(team: AgentTeam) -> Plan:
     """Validate the team and order it: phases as the team lists them, roles topologically."""
     if not team.roles:
         raise PlanError("the team has no roles; add at least one role to the AgentTeam")
+    repeated = sorted({name for name in team.phases if team.phases.count(name) > 1})
+    if repeated:
+        raise PlanError(
+            f"the team lists phase {', '.join(repeated)} more than once "
+            f"({', '.join(team.phases)}); each phase commits once, so name each phase once"
+        )
     roles = _unique_roles(team.roles)
     phase_index = {name: i for i, name in enumerate(team.phases)}
     for role in roles.values():

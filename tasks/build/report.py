@@ -3,13 +3,20 @@
 `critical_path_s` is the longest chain of measured agent durations through the
 dependency graph: no schedule can beat it, so `parallel_efficiency`
 (critical path / wall) says how much time orchestration left on the table.
+The prompt-cache ledger (`cache`) says, per agent, per model and for the
+run, what the cache read and wrote and what that saved against the same run
+with no caching.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 from pydantic import BaseModel, Field
 
+from tasks.agents.output import Refusal
 from tasks.build.verify import Verification
+from tasks.model.ledger import CacheLedger
 
 
 class AgentReport(BaseModel):
@@ -24,7 +31,14 @@ class AgentReport(BaseModel):
     cost_usd: float
     requests: int = Field(description="Model requests made by this run (0 when cached).")
     files: int
+    refused: int = Field(default=0, description="Tool calls of this agent the run refused.")
+    refusals: list[Refusal] = Field(
+        default_factory=list, description="Each refused call: tool, path and reason."
+    )
     error: str | None = None
+    cache: CacheLedger = Field(
+        default_factory=CacheLedger, description="This run's prompt caching (empty when cached)."
+    )
 
 
 class CommitRecord(BaseModel):
@@ -45,6 +59,12 @@ class RunMetrics(BaseModel):
     tokens: int
     cached_agents: int
     slowest: list[str]
+    cache: CacheLedger = Field(
+        default_factory=CacheLedger,
+        description="The run's prompt caching: every request, warm-ups included.",
+    )
+    cache_by_model: dict[str, CacheLedger] = Field(default_factory=dict)
+    refused_calls: int = Field(default=0, description="Tool calls refused, over all agents.")
 
 
 class RunReport(BaseModel):
@@ -91,23 +111,44 @@ def summarise(
     deps: dict[str, list[str]],
     order: list[str],
     wall_s: float,
+    warmups: dict[str, CacheLedger] | None = None,
 ) -> RunMetrics:
+    """The run's figures; `warmups` is the warm-up requests' ledger per model."""
     durations = {a.role: a.duration_s for a in agents if a.status == "done"}
     cp, cp_roles = critical_path(durations, deps, order)
     slowest = sorted(agents, key=lambda a: a.duration_s, reverse=True)[:5]
+    cache, by_model = _cache_ledgers(agents, warmups or {})
     return RunMetrics(
         wall_s=round(wall_s, 4),
         sum_agent_s=round(sum(durations.values()), 4),
         critical_path_s=round(cp, 4),
         critical_path=cp_roles,
         parallel_efficiency=round(cp / wall_s, 4) if wall_s > 0 else 0.0,
-        model_requests=sum(a.requests for a in agents),
+        # Warm-ups are model requests the run paid for, not any agent's.
+        model_requests=sum(a.requests for a in agents) + cache.warmup_requests,
         commits=len(commits),
-        cost_usd=round(sum(a.cost_usd for a in agents if not a.cached), 6),
+        cost_usd=round(sum(a.cost_usd for a in agents if not a.cached) + cache.warmup_cost_usd, 6),
         tokens=sum(a.tokens for a in agents if not a.cached),
         cached_agents=sum(1 for a in agents if a.cached),
         slowest=[a.role for a in slowest],
+        cache=cache,
+        cache_by_model=by_model,
+        refused_calls=sum(a.refused for a in agents),
     )
+
+
+def _cache_ledgers(
+    agents: list[AgentReport], warmups: dict[str, CacheLedger]
+) -> tuple[CacheLedger, dict[str, CacheLedger]]:
+    """The run's prompt-cache ledger, and one per model."""
+    by_model: defaultdict[str, list[CacheLedger]] = defaultdict(list)
+    for a in agents:
+        if a.cache.requests:
+            by_model[a.model].append(a.cache)
+    for model, ledger in warmups.items():
+        by_model[model].append(ledger)
+    models = {model: CacheLedger.total(parts) for model, parts in sorted(by_model.items())}
+    return CacheLedger.total(models.values()), models
 
 
 def report_markdown(report: RunReport) -> str:
@@ -128,14 +169,18 @@ def report_markdown(report: RunReport) -> str:
         "",
         f"Critical path: {' → '.join(m.critical_path) or '-'}",
         "",
-        "| role | phase | model | cached | status | duration s | tokens | cost USD |",
-        "|---|---|---|---|---|---|---|---|",
+        *_cache_markdown(m),
+        "| role | phase | model | cached | status | duration s | tokens | cost USD "
+        "| cache hit | saved USD | refused |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for a in report.agents:
         lines.append(
             f"| {a.role} | {a.phase} | {a.model} | {'yes' if a.cached else 'no'} | {a.status} | "
-            f"{a.duration_s:.2f} | {a.tokens} | {a.cost_usd:.4f} |"
+            f"{a.duration_s:.2f} | {a.tokens} | {a.cost_usd:.4f} | {a.cache.hit_ratio:.0%} | "
+            f"{a.cache.saved_usd:.4f} | {a.refused} |"
         )
+    lines += _refusal_lines(report)
     lines += verification_markdown(report.verification)
     lines += ["", "| phase | commit | agents |", "|---|---|---|"]
     lines += [f"| {c.phase} | `{c.sha[:12]}` | {', '.join(c.agents)} |" for c in report.commits]
@@ -159,3 +204,44 @@ def verification_markdown(verification: Verification) -> list[str]:
                 f"{c.duration_s:.2f} | {c.sandbox} | {', '.join(r.fixed_by) or '-'} |"
             )
     return lines
+
+
+def _cache_markdown(m: RunMetrics) -> list[str]:
+    """The prompt-cache table: the run, each model, and the warm-ups within them."""
+    c = m.cache
+    lines = [
+        f"Prompt cache: {c.hit_ratio:.0%} of prompt tokens read from the cache; "
+        f"${c.cost_usd:.4f} against ${c.uncached_cost_usd:.4f} with no caching "
+        f"(saved ${c.saved_usd:.4f}); {c.warmup_requests} warm-up request(s), "
+        f"${c.warmup_cost_usd:.4f}.",
+        "",
+        "| prompt cache | requests | input | cache read | cache write | hit | cost USD "
+        "| uncached USD | saved USD |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in [("run", c), *m.cache_by_model.items()]:
+        lines.append(
+            f"| {name} | {row.requests} | {row.input_tokens} | {row.cache_read_tokens} | "
+            f"{row.cache_write_tokens} | {row.hit_ratio:.0%} | {row.cost_usd:.4f} | "
+            f"{row.uncached_cost_usd:.4f} | {row.saved_usd:.4f} |"
+        )
+    return [*lines, ""]
+
+
+def _refusal_lines(report: RunReport) -> list[str]:
+    """The refused tool calls, agent by agent: an agent whose writes were refused says so."""
+    refused = [a for a in report.agents if a.refusals]
+    if not refused:
+        return []
+    total = sum(a.refused for a in report.agents)
+    lines = ["", f"**{total} tool calls refused** (the model was told why, and could correct them)"]
+    lines += ["", "| role | tool | path | reason |", "|---|---|---|---|"]
+    for a in refused:
+        lines += [
+            f"| {a.role} | {r.tool} | `{_cell(r.path)}` | {_cell(r.reason)} |" for r in a.refusals
+        ]
+    return lines
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ").replace("`", "'")[:200]

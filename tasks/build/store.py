@@ -1,7 +1,9 @@
 """The `.tasks/` store: the manifest, each agent's output, and the run report.
 
 Only the flow writes here, from its event loop, one boundary at a time, and
-every file is replaced atomically. `manifest.json` and the report are run
+every file is replaced atomically, through no link (`write_under`): an
+output record carries an agent's words, and a `.tasks` that led into `.git`
+would carry them there. `manifest.json` and the report are run
 state (ignored by git); `<ROLE>/output.json` and `artifacts.json` are the
 agents' work and are committed with their phase.
 """
@@ -18,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from tasks.agents.output import AgentOutput
 from tasks.common.errors import AgentmillError
-from tasks.common.workspace import STORE_DIR, atomic_write, atomic_write_json
+from tasks.common.workspace import STORE_DIR, json_bytes, store_dir, write_under
 
 MANIFEST = "manifest.json"
 
@@ -59,6 +61,11 @@ class Manifest(BaseModel):
     provider: str
     base_commit: str | None
     base_tree: str
+    head: str | None = Field(
+        default=None,
+        description="HEAD when the run last touched the branch: its last phase commit, or the "
+        "commit it started on. A rerun refuses a HEAD that moved on from it (see build_app).",
+    )
     status: str = "running"
     started_at: str = Field(default_factory=now_iso)
     finished_at: str | None = None
@@ -68,7 +75,12 @@ class Manifest(BaseModel):
 
 class Store:
     def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
         self.root = workdir / STORE_DIR
+
+    def _write(self, name: str, data: bytes) -> None:
+        store_dir(self.workdir)  # refuses a .tasks that is a link
+        write_under(self.workdir, f"{STORE_DIR}/{name}", data)
 
     def load_manifest(self) -> Manifest | None:
         path = self.root / MANIFEST
@@ -83,16 +95,14 @@ class Store:
             ) from exc
 
     def save_manifest(self, manifest: Manifest) -> None:
-        atomic_write_json(self.root / MANIFEST, manifest.model_dump(mode="json"))
+        self._write(MANIFEST, json_bytes(manifest.model_dump(mode="json")))
 
     def output_paths(self, role: str) -> tuple[str, str]:
         return f"{STORE_DIR}/{role}/output.json", f"{STORE_DIR}/{role}/artifacts.json"
 
-    def save_output(self, output: AgentOutput) -> list[str]:
-        """Write the agent's output record and its artifact list; returns their paths."""
+    def output_files(self, output: AgentOutput) -> dict[str, bytes]:
+        """{path: bytes} of the agent's output record and its artifact list, as they land."""
         output_path, artifacts_path = self.output_paths(output.role)
-        record: dict[str, Any] = output.model_dump(mode="json", exclude={"files"})
-        record["files"] = sorted(output.files)
         artifacts = [
             {
                 "path": path,
@@ -101,14 +111,28 @@ class Store:
             }
             for path, content in sorted(output.files.items())
         ]
-        workdir = self.root.parent
-        atomic_write_json(workdir / output_path, record, only_if_changed=True)
-        atomic_write_json(workdir / artifacts_path, artifacts, only_if_changed=True)
-        return [output_path, artifacts_path]
+        return {
+            output_path: json_bytes(self.output_record(output)),
+            artifacts_path: json_bytes(artifacts),
+        }
+
+    def save_output(self, output: AgentOutput) -> list[str]:
+        """Write the agent's output record and its artifact list; returns their paths."""
+        files = self.output_files(output)
+        for path, data in files.items():
+            write_under(self.workdir, path, data)
+        return list(files)
+
+    def output_record(self, output: AgentOutput) -> dict[str, Any]:
+        """What `.tasks/<ROLE>/output.json` holds: the output without its files' contents."""
+        record: dict[str, Any] = output.model_dump(mode="json", exclude={"files"})
+        record["files"] = sorted(output.files)
+        return record
 
     def save_report(self, report: BaseModel, markdown: str, timeline_svg: str) -> Path:
-        path = self.root / "report.json"
-        atomic_write(path, (json.dumps(report.model_dump(mode="json"), indent=2) + "\n").encode())
-        atomic_write(self.root / "report.md", markdown.encode())
-        atomic_write(self.root / "report.timeline.svg", timeline_svg.encode())
-        return path
+        self._write(
+            "report.json", (json.dumps(report.model_dump(mode="json"), indent=2) + "\n").encode()
+        )
+        self._write("report.md", markdown.encode())
+        self._write("report.timeline.svg", timeline_svg.encode())
+        return self.root / "report.json"

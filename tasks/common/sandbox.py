@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -209,12 +209,26 @@ async def _execute(
     )
 
 
+@functools.cache
+def python_roots() -> tuple[str, ...]:
+    """The interpreter's installation and environment, bound read-only into the sandbox."""
+    roots = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    roots.add(os.path.realpath(Path(sys.executable).parent.parent))
+    system = tuple(p for p in _SYSTEM_DIRS if os.path.isdir(p))
+    kept = sorted(r for r in roots if not any(r == s or r.startswith(s + "/") for s in system))
+    # nested roots are covered by their parent's bind
+    return tuple(r for r in kept if not any(r != o and r.startswith(o + "/") for o in kept))
+
+
 @dataclass
 class Bubblewrap:
     """bwrap: namespaces, read-only system, the copy the only writable place."""
 
     executable: str
     kind: SandboxKind = "bwrap"
+    # Bound read-only at their own paths: the interpreter and its environment
+    # (a virtualenv may live anywhere, /tmp included).
+    read_only: tuple[str, ...] = field(default_factory=python_roots)
 
     async def run(
         self,
@@ -234,7 +248,7 @@ class Bubblewrap:
             argv += ["--setenv", key, value]
         argv += ["--", *command]
         # bwrap itself gets nothing of ours: it is PID 1 in the sandbox.
-        return await _execute(
+        result = await _execute(
             argv,
             command=list(command),
             cwd=tree,
@@ -242,6 +256,15 @@ class Bubblewrap:
             limits=limits,
             kind=self.kind,
         )
+        if result.exit_code == 1 and result.stderr.startswith("bwrap: "):
+            # bwrap's own failure (exit 1, "bwrap: ..." on stderr; bwrap(1)): the command
+            # never ran, so nothing the project's authors could fix would change it.
+            return replace(
+                result,
+                status="error",
+                output=f"the sandbox could not start the command: {result.stderr.strip()}",
+            )
+        return result
 
     def mounts(self, tree: Path) -> list[str]:
         args: list[str] = []
@@ -252,9 +275,11 @@ class Bubblewrap:
                 args += ["--ro-bind", path, path]
         for path in _ETC_FILES:
             args += ["--ro-bind-try", path, path]
-        for path in python_roots():
-            args += ["--ro-bind", path, path]
+        # The private /tmp first: a bind made before it under /tmp (a virtualenv
+        # there) would be hidden by it.
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108
+        for path in self.read_only:
+            args += ["--ro-bind", path, path]
         args += ["--bind", str(tree), INSIDE]
         # The root bwrap builds (a tmpfs holding the mount points) read-only too.
         return [*args, "--remount-ro", "/"]
@@ -265,17 +290,6 @@ def _namespaces(network: bool) -> list[str]:
     if not network:
         args.append("--unshare-net")  # a loopback of its own, and nothing else
     return [*args, "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
-
-
-@functools.cache
-def python_roots() -> tuple[str, ...]:
-    """The interpreter's installation and environment, bound read-only into the sandbox."""
-    roots = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
-    roots.add(os.path.realpath(Path(sys.executable).parent.parent))
-    system = tuple(p for p in _SYSTEM_DIRS if os.path.isdir(p))
-    kept = sorted(r for r in roots if not any(r == s or r.startswith(s + "/") for s in system))
-    # nested roots are covered by their parent's bind
-    return tuple(r for r in kept if not any(r != o and r.startswith(o + "/") for o in kept))
 
 
 @dataclass

@@ -29,29 +29,58 @@ from tasks.common.errors import AgentmillError
 Severity = Literal["error", "warning"]
 MASK = "[redacted]"
 
+# A key starts a token: a letter or digit may not run into it, but `_`, `-`,
+# `=` or a quote may (`AWS_KEY_AKIA...`, `MY_ghp_...`), which `\b` refuses.
+_START = r"(?<![A-Za-z0-9])"
+
 # (kind, severity, pattern). "error": a credential by its shape; "warning": a
-# literal assigned to a name that says it is one (might be a placeholder).
+# literal assigned to a name that says it is one (might be a placeholder), or a
+# test-mode key. Shapes as the providers document them and as gitleaks matches
+# them (gitleaks/gitleaks config/gitleaks.toml), lengths as lower bounds.
 PATTERNS: tuple[tuple[str, Severity, re.Pattern[str]], ...] = (
-    ("Anthropic API key", "error", re.compile(r"sk-ant-[A-Za-z0-9_\-]{20,}")),
+    ("Anthropic API key", "error", re.compile(_START + r"sk-ant-[A-Za-z0-9_\-]{20,}")),
     (
         "GitHub token",
         "error",
-        re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})"),
+        re.compile(_START + r"(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})"),
     ),
-    ("AWS access key id", "error", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
+    ("GitLab token", "error", re.compile(_START + r"gl(?:pat|ptt|rt|dt|soat)-[A-Za-z0-9_\-]{20,}")),
+    (
+        "AWS access key id",
+        "error",
+        re.compile(_START + r"(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}(?![0-9A-Z])"),
+    ),
+    (
+        "AWS secret access key",
+        "error",
+        re.compile(
+            r"(?i:aws)[A-Za-z0-9_.\-]{0,30}(?i:secret)[A-Za-z0-9_.\-]{0,30}['\"]?\s*[:=]\s*"
+            r"['\"]?[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"
+        ),
+    ),
+    ("Stripe live key", "error", re.compile(_START + r"(?:sk|rk)_live_[A-Za-z0-9]{20,}")),
+    ("Google API key", "error", re.compile(_START + r"AIza[0-9A-Za-z_\-]{35}")),
+    ("npm token", "error", re.compile(_START + r"npm_[A-Za-z0-9]{36}")),
+    ("Hugging Face token", "error", re.compile(_START + r"hf_[A-Za-z0-9]{34,}")),
+    (
+        "Slack webhook",
+        "error",
+        re.compile(r"hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/+\-]{20,}"),
+    ),
     (
         "private key",
         "error",
         re.compile(r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |PGP |ENCRYPTED )?PRIVATE KEY"),
     ),
-    ("Slack token", "error", re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}")),
-    ("OpenAI API key", "error", re.compile(r"\bsk-(?:proj-)?[A-Za-z0-9_\-]{32,}")),
+    ("Slack token", "error", re.compile(_START + r"xox[abposr]-[A-Za-z0-9-]{10,}")),
+    ("OpenAI API key", "error", re.compile(_START + r"sk-(?:proj-)?[A-Za-z0-9_\-]{32,}")),
+    ("Stripe test key", "warning", re.compile(_START + r"(?:sk|rk)_test_[A-Za-z0-9]{20,}")),
     (
         "hard-coded credential",
         "warning",
         re.compile(
-            r"(?i)\b(?:password|passwd|secret|api_?key|access_?token|auth_?token)\b"
-            r"\s*[:=]\s*['\"][^'\"\s]{12,}['\"]"
+            r"(?i)(?<![A-Za-z0-9])(?:password|passwd|secret|api_?key|access_?token|auth_?token)"
+            r"(?![A-Za-z0-9])\s*[:=]\s*['\"][^'\"\s]{12,}['\"]"
         ),
     ),
 )

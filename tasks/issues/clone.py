@@ -8,6 +8,10 @@ URL's host): never in the remote URL, `.git/config`, an argument list (which
 `ps` shows) or a log line, and git's own error text is redacted before it is
 raised.
 
+Branches are pushed to `origin`, or to a fork (`push_to`): the pull request
+then comes from the fork, so agent-written code never lands as a branch of
+the base repository, where CI runs with its secrets.
+
 Layout under the clone directory::
 
     <clone-dir>/<owner>/<name>/                      the clone (origin = the API's clone_url)
@@ -20,6 +24,8 @@ import asyncio
 import base64
 import os
 import shutil
+import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,9 +113,11 @@ async def git(
     stdin: str | None = None,
     timeout_s: float = GIT_TIMEOUT_S,
     check: bool = True,
+    extra_env: Mapping[str, str] | None = None,
 ) -> tuple[int, str]:
     """Run one git command and return (exit code, stdout); GitError if `check` and it fails."""
     env = auth.env() if auth is not None else _base_env()
+    env.update(extra_env or {})
     secrets = auth.secrets() if auth is not None else []
     done = await run_process(
         ["git", *args],
@@ -128,6 +136,9 @@ async def git(
     return code, stdout
 
 
+PUSH_REMOTE = "push"  # the fork's remote, when branches go to a fork
+
+
 @dataclass
 class Clone:
     """The run's clone; worktree additions and fetches on it take turns (one lock)."""
@@ -136,16 +147,27 @@ class Clone:
     auth: GitAuth
     default_branch: str
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    push_remote: str = "origin"  # where branches go: origin, or a fork (`use_fork`)
+    push_auth: GitAuth | None = None
+
+    async def use_fork(self, clone_url: str, auth: GitAuth) -> None:
+        """Push branches to the fork at `clone_url` (its remote added, or updated, and fetched)."""
+        _refuse_credentials_in(clone_url)
+        code, _ = await git("remote", "get-url", PUSH_REMOTE, cwd=self.path, check=False)
+        verb = "set-url" if code == 0 else "add"
+        await git("remote", verb, PUSH_REMOTE, clone_url, cwd=self.path)
+        await git("fetch", "--prune", "--quiet", PUSH_REMOTE, cwd=self.path, auth=auth)
+        self.push_remote, self.push_auth = PUSH_REMOTE, auth
 
     @property
     def worktrees(self) -> Path:
         return self.path.with_name(self.path.name + ".worktrees")
 
     async def remote_sha(self, branch: str) -> str | None:
-        """The commit of `origin/<branch>` as of the last fetch, or None if there is none."""
+        """The commit of `<branch>` where branches are pushed, as of the last fetch, or None."""
+        ref = f"refs/remotes/{self.push_remote}/{branch}^{{commit}}"
         code, out = await git(
-            "rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}^{{commit}}",
-            cwd=self.path, check=False,
+            "rev-parse", "--verify", "--quiet", ref, cwd=self.path, check=False
         )  # fmt: skip
         return out.strip() if code == 0 and out.strip() else None
 
@@ -172,11 +194,7 @@ class Clone:
 
 async def open_clone(clone_url: str, path: Path, auth: GitAuth, default_branch: str) -> Clone:
     """Clone `clone_url` into `path`, or fetch if it is already there (same remote only)."""
-    if "@" in clone_url.split("://", 1)[-1].split("/", 1)[0]:
-        raise GitError(
-            "the repository's clone_url carries credentials; agentmill authenticates with a "
-            "header instead and will not store them in .git/config"
-        )
+    _refuse_credentials_in(clone_url)
     log = run_logger("agentmill.clone")
     if _is_clone(path):
         _, remote = await git("remote", "get-url", "origin", cwd=path)
@@ -196,6 +214,14 @@ async def open_clone(clone_url: str, path: Path, auth: GitAuth, default_branch: 
     return Clone(path=path, auth=auth, default_branch=default_branch)
 
 
+def _refuse_credentials_in(clone_url: str) -> None:
+    if "@" in clone_url.split("://", 1)[-1].split("/", 1)[0]:
+        raise GitError(
+            "the repository's clone_url carries credentials; agentmill authenticates with a "
+            "header instead and will not store them in .git/config"
+        )
+
+
 def _is_clone(path: Path) -> bool:
     return (path / ".git").exists()
 
@@ -207,19 +233,36 @@ def _prepare_clone_target(path: Path) -> None:
 
 
 async def commit_all(worktree: Path, paths: list[str], message: str) -> str | None:
-    """Stage exactly `paths` and commit them; None when they change nothing."""
+    """Commit exactly `paths` on top of HEAD, from an index of its own; None when unchanged.
+
+    The commit's index is a temporary file (`GIT_INDEX_FILE`) read from HEAD
+    plus these paths, so nothing else staged in the worktree rides along, and
+    `update-index` (unlike `git add`) records each given path whatever ignore
+    rules say: the change set was checked before it was written. HEAD moves
+    only from the commit the index was read from; then the worktree's own
+    index takes these paths.
+    """
     if not paths:
         return None
-    await git("add", "--", *paths, cwd=worktree)
-    code, _ = await git("diff", "--cached", "--quiet", cwd=worktree, check=False)
-    if code == 0:
+    head = await head_of(worktree)
+    with tempfile.TemporaryDirectory(prefix="agentmill-index-") as scratch:
+        own = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
+        await git("read-tree", head, cwd=worktree, extra_env=own)
+        listed = "".join(f"{path}\0" for path in paths)
+        await git(
+            "update-index", "--add", "-z", "--stdin", cwd=worktree, stdin=listed, extra_env=own
+        )
+        _, tree = await git("write-tree", cwd=worktree, extra_env=own)
+    if tree.strip() == await tree_of_commit(worktree, head):
         return None
-    await git(
-        "-c", "commit.gpgsign=false", "commit", "--quiet", "--no-verify", "-F", "-",
+    _, sha = await git(
+        "-c", "commit.gpgsign=false", "commit-tree", tree.strip(), "-p", head, "-F", "-",
         cwd=worktree, stdin=message,
     )  # fmt: skip
-    _, sha = await git("rev-parse", "HEAD", cwd=worktree)
-    return sha.strip()
+    sha = sha.strip()
+    await git("update-ref", "-m", "agentmill: resolve", "HEAD", sha, head, cwd=worktree)
+    await git("reset", "-q", "--", *paths, cwd=worktree)  # the worktree's index follows
+    return sha
 
 
 async def head_of(worktree: Path) -> str:
@@ -233,13 +276,13 @@ async def tree_of_commit(worktree: Path, commit: str) -> str:
 
 
 async def push_branch(clone: Clone, worktree: Path, branch: str, expected: str | None) -> None:
-    """Push HEAD to `branch`, only if the remote still has `expected` there (None: no branch).
+    """Push HEAD to `branch` of the push remote, only if it still has `expected` (None: none).
 
     A lease, not a blind force: the branch is agentmill's own, but a push made
     by someone else since our fetch is never overwritten.
     """
     lease = f"--force-with-lease=refs/heads/{branch}:{expected or ''}"
     await git(
-        "push", "--quiet", "--no-verify", lease, "origin", f"HEAD:refs/heads/{branch}",
-        cwd=worktree, auth=clone.auth,
+        "push", "--quiet", "--no-verify", lease, clone.push_remote, f"HEAD:refs/heads/{branch}",
+        cwd=worktree, auth=clone.push_auth or clone.auth,
     )  # fmt: skip

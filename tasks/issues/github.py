@@ -7,7 +7,9 @@ dropped connections are retried with backoff (`tasks.common.retry`, as the
 model client does); other 4xx fail at once with a message that says what to
 fix. Listing issues sends `If-None-Match`, so a page that did not change
 costs a 304 (free of the rate limit) and the cached copy is reused; the
-cache can be kept on disk between scheduled runs.
+cache can be kept on disk between scheduled runs, and keeps only the pages
+the last run visited. A listing follows at most `MAX_PAGES` pages: a server
+that sends `next` links forever gets an error, not a run that never ends.
 
 The token lives in the client's default headers and nowhere else: not in a
 URL, a log line, an exception or the ETag cache. A `Link` to another host is
@@ -39,6 +41,8 @@ DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
 REPO_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="next"')
+# 100 pages of 100 items: far more open issues (or comments) than a run works.
+MAX_PAGES = 100
 
 
 class GitHubError(AgentmillError, RuntimeError):
@@ -99,6 +103,9 @@ class Issue(BaseModel):
     body: str = ""
     labels: list[str] = Field(default_factory=list)
     html_url: str = ""
+    updated_at: str = Field(
+        default="", description="When the issue last changed, as GitHub said when it was listed."
+    )
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> Issue:
@@ -111,6 +118,7 @@ class Issue(BaseModel):
                 for label in data.get("labels", [])
             ],
             html_url=data.get("html_url") or "",
+            updated_at=data.get("updated_at") or "",
         )
 
 
@@ -171,6 +179,7 @@ class EtagCache:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
         self._pages: dict[str, _Cached] = {}
+        self._used: set[str] = set()  # URLs this run looked up or stored
         if path is not None and path.exists():
             try:
                 raw = json.loads(path.read_text())
@@ -179,14 +188,21 @@ class EtagCache:
                 run_logger("agentmill.github").warning("ignoring an unreadable ETag cache %s", path)
 
     def get(self, url: str) -> _Cached | None:
+        self._used.add(url)
         return self._pages.get(url)
 
     def put(self, url: str, entry: _Cached) -> None:
+        self._used.add(url)
         self._pages[url] = entry
 
     def save(self) -> None:
+        """Write the pages this run used; the rest (gone issues, old page URLs) are dropped.
+
+        Without eviction the file grows with every URL a server ever handed out.
+        """
         if self.path is not None:
-            atomic_write_json(self.path, {u: vars(e) for u, e in self._pages.items()})
+            used = {u: vars(e) for u, e in self._pages.items() if u in self._used}
+            atomic_write_json(self.path, used)
 
 
 @dataclass
@@ -272,6 +288,13 @@ class GitHub:
         items = await self._pages(f"repos/{repo}/issues", params, what=f"list issues of {repo}")
         return [Issue.from_api(item) for item in items if "pull_request" not in item]
 
+    async def get_issue(self, repo: str, number: int) -> Issue:
+        """The issue as it is now (its title, body and `updated_at`), not from any cache."""
+        data = await self._json(
+            "GET", f"repos/{repo}/issues/{number}", what=f"read issue #{number} of {repo}"
+        )
+        return Issue.from_api(data)
+
     async def find_open_pr(self, repo: str, owner: str, branch: str) -> PullRequest | None:
         """The open pull request whose head is `owner:branch`, if there is one."""
         params = {"state": "open", "head": f"{owner}:{branch}", "per_page": "10"}
@@ -353,6 +376,12 @@ class GitHub:
         while url is not None:
             if url in seen:
                 raise GitHubError(f"GitHub's pagination loops at {url}; try again later")
+            if len(seen) >= MAX_PAGES:
+                raise GitHubError(
+                    f"{what}: GitHub kept sending pages past {MAX_PAGES} (the last one linked "
+                    f"to {url}); agentmill stops there rather than follow links forever. Narrow "
+                    "the listing (a more specific label), or check GITHUB_API_URL"
+                )
             seen.add(url)
             self._check_same_origin(url)
             cached = self.cache.get(url)

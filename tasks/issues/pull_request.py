@@ -13,6 +13,7 @@ import asyncio
 from pydantic import BaseModel, Field
 
 from tasks.agents.output import AgentOutput
+from tasks.common.errors import AgentmillError
 from tasks.common.secrets import redact
 from tasks.issues.checks import CheckFinding, ChecksReport
 from tasks.issues.github import GitHub, Issue, PullRequest
@@ -199,3 +200,23 @@ async def ensure_comment(gh: GitHub, repo: str, issue: int, body: str) -> bool:
         return False
     await gh.create_comment(repo, issue, body)
     return True
+
+
+class IssueEdited(AgentmillError, RuntimeError):
+    """The issue changed after it was picked up; what the agents worked on is not what it says."""
+
+
+async def refuse_edited_issue(gh: GitHub, repo: str, issue: Issue) -> None:
+    """Refuse to push work on an issue whose title or text changed since it was listed.
+
+    A maintainer labels an issue after reading it; an edit after that (or
+    during the run) could slip instructions past them into what the agents
+    do. The issue's `updated_at` from the listing is the version worked on.
+    """
+    now = await gh.get_issue(repo, issue.number)
+    if (now.title, now.body) != (issue.title, issue.body):
+        raise IssueEdited(
+            f"issue #{issue.number} was edited after it was picked up (updated_at "
+            f"{issue.updated_at or '?'}, now {now.updated_at or '?'}); the agents worked on the "
+            "old text, so nothing is pushed. Check the new text, then run again to work it"
+        )

@@ -43,6 +43,7 @@ class IssueResult(BaseModel):
     cost_usd: float = 0.0
     agents: int = 0
     cached_agents: int = 0
+    refused_calls: int = Field(default=0, description="Tool calls of its agents the run refused.")
     error: str | None = None
 
 
@@ -75,6 +76,7 @@ class IssuesSummary(BaseModel):
                 "duration s": round(i.duration_s, 2),
                 "tokens": i.tokens,
                 "cost usd": round(i.cost_usd, 6),
+                "refused calls": i.refused_calls,
                 "error": i.error or "",
             }
             for i in self.issues

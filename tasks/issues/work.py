@@ -29,11 +29,13 @@ class Tally(GraphHooks):
     cached: int = 0
     tokens: int = 0
     cost_usd: float = 0.0
+    refused: int = 0  # tool calls refused (logged as warnings as they happen)
     outputs: list[AgentOutput] = field(default_factory=list)
 
     def finished(self, role_id: str, finished: Finished) -> None:
         self.agents += 1
         self.outputs.append(finished.output)
+        self.refused += len(finished.output.refused)
         if finished.cached:
             self.cached += 1
         else:
@@ -45,11 +47,23 @@ class IssueAgents:
     """One issue's agents: the brief they share, the base they read, the graph they form."""
 
     def __init__(
-        self, *, brief: str, base_tree: str, workdir: str, provider: Provider, tally: Tally
+        self,
+        *,
+        brief: str,
+        base_tree: str,
+        workdir: str,
+        provider: Provider,
+        tally: Tally,
+        protected_dirs: dict[str, str] | None = None,
     ) -> None:
         self.tally = tally
         self.graph = AgentGraph(
-            provider=provider, idea=brief, base_tree=base_tree, workdir=workdir, hooks=tally
+            provider=provider,
+            idea=brief,
+            base_tree=base_tree,
+            workdir=workdir,
+            hooks=tally,
+            protected_dirs=dict(protected_dirs or {}),
         )
 
     def add(self, output: AgentOutput, deps: list[str] | None = None) -> None:

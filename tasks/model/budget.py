@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from tasks.common.errors import AgentmillError
-from tasks.model.pricing import PRICES
+from tasks.model.pricing import price_of
 from tasks.model.stream import ModelRequest
 
 
@@ -65,13 +65,15 @@ class Budget:
 
 
 def call_estimate(request: ModelRequest) -> float:
-    """The most one call can cost: its whole input uncached, and every output token allowed."""
-    price = PRICES.get(request.model)
+    """The most one call can cost: its whole prompt written to the cache for an hour, at
+    the long-prompt rate if it may have one, and every output token allowed."""
+    price = price_of(request.model)
     if price is None:
         return 0.0
-    size = len(request.system) + len(json.dumps(request.messages)) + len(json.dumps(request.tools))
-    input_tokens = size // 3  # generous: English and code run about 4 characters a token
-    return (input_tokens * price.input + request.max_tokens * price.output) / 1_000_000
+    size = sum(map(len, request.system)) + len(json.dumps(request.messages))
+    input_tokens = (size + len(json.dumps(request.tools))) // 3  # generous: ~4 chars a token
+    price = price.for_prompt(input_tokens)
+    return (input_tokens * price.dearest_input + request.max_tokens * price.output) / 1_000_000
 
 
 _BUDGET: ContextVar[Budget | None] = ContextVar("agentmill_budget", default=None)

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx2
 
+from tasks.model.caching import CacheRuleError, PromptCache, charge, prompt_tokens
 from tasks.model.endpoint import OfflineScript
 from tasks.model.wire import SSE_CONTENT_TYPE, error_json, message_json, message_sse
 
@@ -26,11 +27,20 @@ OFFLINE_BASE_URL = "http://offline-model.invalid"
 
 
 def message(request: dict[str, Any], content: list[dict[str, Any]], stop: str) -> dict[str, Any]:
-    """An assistant message for `request`, with usage counted the way the API counts it."""
+    """An assistant message for `request`; its usage counts the prompt as uncached input.
+
+    Whoever serves the reply (the offline transport, the fake API) charges it
+    through `tasks.model.caching`, which moves prompt tokens to cache reads
+    and writes as the API would. A text reply longer than the request's
+    `max_tokens` is cut there, with stop reason `max_tokens`, as the API does.
+    """
     request_text = json.dumps(request, sort_keys=True)
-    system_tokens = len(system_text(request)) // 4
-    first = not any(m["role"] == "assistant" for m in request["messages"])
     digest = hashlib.sha256(request_text.encode()).hexdigest()
+    output_tokens = max(1, len(json.dumps(content)) // 4)
+    limit = int(request.get("max_tokens") or output_tokens)
+    if output_tokens > limit and all(b.get("type") == "text" for b in content):
+        text = "".join(b["text"] for b in content)[: 4 * limit]
+        content, stop, output_tokens = [{"type": "text", "text": text}], "max_tokens", limit
     return {
         "id": f"msg_offline_{digest[:24]}",
         "type": "message",
@@ -40,11 +50,10 @@ def message(request: dict[str, Any], content: list[dict[str, Any]], stop: str) -
         "stop_reason": stop,
         "stop_sequence": None,
         "usage": {
-            "input_tokens": max(1, len(request_text) // 4 - system_tokens),
-            "output_tokens": max(1, len(json.dumps(content)) // 4),
-            # The system prompt carries cache_control: written once, then read.
-            "cache_creation_input_tokens": system_tokens if first else 0,
-            "cache_read_input_tokens": 0 if first else system_tokens,
+            "input_tokens": prompt_tokens(request),
+            "output_tokens": output_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
         },
     }
 
@@ -73,7 +82,15 @@ def generic_reply(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def handler(script: OfflineScript) -> Callable[[httpx2.Request], httpx2.Response]:
-    """The Messages API endpoint of the offline model, as an httpx2 transport handler."""
+    """The Messages API endpoint of the offline model, as an httpx2 transport handler.
+
+    It keeps a prompt cache of its own, for the life of the transport (one
+    pooled client, so one per process and event loop): a run's requests
+    write and read it as they would the API's, so the offline model's cache
+    figures are the real API's for the same run, concurrency included. A
+    fresh process starts with an empty cache, as a run after the TTL would.
+    """
+    cache = PromptCache()
 
     def handle(request: httpx2.Request) -> httpx2.Response:
         if request.method != "POST" or not request.url.path.endswith("/v1/messages"):
@@ -84,12 +101,12 @@ def handler(script: OfflineScript) -> Callable[[httpx2.Request], httpx2.Response
             body = json.loads(request.content)
             body["model"], body["max_tokens"], body["messages"][0]
         except (ValueError, KeyError, IndexError, TypeError):
-            return httpx2.Response(
-                400,
-                content=error_json("invalid_request_error", "model, max_tokens, messages required"),
-                headers={"content-type": "application/json"},
-            )
-        reply = script(body)
+            return _bad_request("model, max_tokens, messages required")
+        try:
+            reply, served = charge(cache, body, script(body))
+        except CacheRuleError as exc:
+            return _bad_request(str(exc))
+        served.begin_response()  # no latency: the response begins at once
         if body.get("stream"):
             return httpx2.Response(
                 200,
@@ -101,6 +118,14 @@ def handler(script: OfflineScript) -> Callable[[httpx2.Request], httpx2.Response
         )
 
     return handle
+
+
+def _bad_request(message: str) -> httpx2.Response:
+    return httpx2.Response(
+        400,
+        content=error_json("invalid_request_error", message),
+        headers={"content-type": "application/json"},
+    )
 
 
 class _AsyncBytes(httpx2.AsyncByteStream):

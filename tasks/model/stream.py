@@ -20,6 +20,7 @@ import httpx2
 from anthropic.types import Message
 
 from tasks.common.retry import Backoff, Transient, retrying
+from tasks.model.caching import Ttl
 from tasks.model.endpoint import ModelCallError
 from tasks.model.limits import pacer, request_slot
 
@@ -102,17 +103,73 @@ def _error_message(exc: anthropic.APIStatusError) -> str:
 
 
 @dataclass
+class PromptCaching:
+    """Where a request's cache breakpoints go: three at most, of the API's four.
+
+    The end of the shared system prefix (the team's: tools, operating rules,
+    the idea), so every agent of a build reads one entry; the last block of
+    the conversation's previous request, where that request wrote its entry
+    (a turn may add more blocks than the API's 20-block lookback); and the
+    last block of this request, so the next turn reads everything before it.
+    """
+
+    shared_blocks: int = 1  # the first N system blocks are the shared prefix
+    shared_ttl: Ttl = "5m"
+    history: int = 0  # how many messages the conversation's previous request had
+    mark_last: bool = True
+
+
+@dataclass
 class ModelRequest:
-    """One call's parameters; `system` is cached (cache_control) across the tool loop."""
+    """One call's parameters; `caching` says where its cache breakpoints go (None: nowhere)."""
 
     model: str
-    system: str
+    system: list[str]
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]]
     max_tokens: int
     timeout_s: float
     # The team's tier ("haiku", ...): the fleet's rate limits are per tier; "" takes none.
     tier: str = ""
+    caching: PromptCaching | None = None
+
+
+def wire_params(request: ModelRequest) -> dict[str, Any]:
+    """`system`, `messages` and `tools` as sent, with cache_control on the breakpoints.
+
+    The request's own message list is never changed: breakpoints move every
+    turn, and a marker left in the history would soon pass the API's limit.
+    """
+    system: list[dict[str, Any]] = [{"type": "text", "text": text} for text in request.system]
+    messages = list(request.messages)
+    plan = request.caching
+    if plan is not None:
+        last_shared = plan.shared_blocks - 1
+        if 0 <= last_shared < len(system):
+            system[last_shared] = _marked(system[last_shared], plan.shared_ttl)
+        marks = {plan.history - 1} if 0 < plan.history < len(messages) else set()
+        if plan.mark_last and messages:
+            marks.add(len(messages) - 1)
+        for i in marks:
+            messages[i] = _with_marked_last_block(messages[i])
+    return {"system": system, "messages": messages, "tools": request.tools}
+
+
+def _marked(block: dict[str, Any], ttl: Ttl = "5m") -> dict[str, Any]:
+    control: dict[str, str] = {"type": "ephemeral"}
+    if ttl != "5m":
+        control["ttl"] = ttl
+    return {**block, "cache_control": control}
+
+
+def _with_marked_last_block(message: dict[str, Any]) -> dict[str, Any]:
+    content = message["content"]
+    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+    for i in range(len(blocks) - 1, -1, -1):  # an empty text block cannot carry a marker
+        if blocks[i].get("type") != "text" or blocks[i].get("text"):
+            blocks[i] = _marked(blocks[i])
+            break
+    return {**message, "content": blocks}
 
 
 async def stream_message(
@@ -150,13 +207,10 @@ async def stream_message(
 
 
 async def _stream_once(client: anthropic.AsyncAnthropic, request: ModelRequest) -> Message:
-    system = [{"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}}]
     async with client.messages.stream(
         model=request.model,
-        system=system,  # type: ignore[arg-type]
-        messages=request.messages,  # type: ignore[arg-type]
-        tools=request.tools,  # type: ignore[arg-type]
         max_tokens=request.max_tokens,
+        **wire_params(request),
     ) as stream:
         try:
             async for _event in stream:

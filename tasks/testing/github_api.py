@@ -2,10 +2,12 @@
 
 It serves what agentmill uses: the repository record, issues listed by label
 (paginated with `Link`, with ETags and 304s, pull requests mixed in as GitHub
-does), pull requests (find by head, create, update), labels and comments.
-Tests inject rate-limited responses, hold pull-request creation until a
-condition holds (to prove overlap and progress deterministically), and read
-back every request.
+does) and one by one (with `updated_at`, which an edit moves), pull requests
+(find by head, create, update), labels and comments. Tests inject
+rate-limited responses, a server that sends `next` links forever, an action
+run after a given request (an edit while a run works), hold pull-request
+creation until a condition holds (to prove overlap and progress
+deterministically), and read back every request.
 """
 
 from __future__ import annotations
@@ -77,11 +79,15 @@ class FakeGitHub(LoopbackServer):
         self.max_pending_pr_creates = 0
         self.label_calls: list[tuple[int, list[str]]] = []
         self.patches: list[int] = []
+        self.endless_pages = False  # every page links to one more, as a hostile server might
+        self._after: list[tuple[str, str, Callable[[], None]]] = []
+        self._epoch, self._clock = int(time.time()), 0
         self._lock = threading.Lock()
         super().__init__(
             [
                 Route("/repos/{owner}/{name}", self._repo),
                 Route("/repos/{owner}/{name}/issues", self._issues),
+                Route("/repos/{owner}/{name}/issues/{number:int}", self._issue),
                 Route("/repos/{owner}/{name}/pulls", self._pulls, methods=["GET", "POST"]),
                 Route("/repos/{owner}/{name}/pulls/{number:int}", self._pull, methods=["PATCH"]),
                 Route(
@@ -117,8 +123,22 @@ class FakeGitHub(LoopbackServer):
             "state": "open",
             "labels": [{"name": label} for label in labels or []],
             "html_url": f"https://github.example/{full_name}/issues/{number}",
+            "updated_at": self._now(),
         }
         return number
+
+    def edit_issue(self, full_name: str, number: int, body: str) -> None:
+        """Change an issue's text, as its author (or anyone with write access) can at any time."""
+        self.repos[full_name].issues[number].update(body=body, updated_at=self._now())
+
+    def after(self, method: str, suffix: str, action: Callable[[], None]) -> None:
+        """Run `action` once, right after the first request matching `method` and `suffix`."""
+        self._after.append((method, suffix, action))
+
+    def _now(self) -> str:
+        """Distinct, increasing timestamps in GitHub's format (a test's edits share a second)."""
+        self._clock += 1
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._epoch + self._clock))
 
     def add_pull_item(self, full_name: str, title: str, labels: list[str]) -> int:
         """A pull request as the issues endpoint lists it (GitHub mixes them in)."""
@@ -138,6 +158,11 @@ class FakeGitHub(LoopbackServer):
 
     def _record(self, request: Request, status: int) -> None:
         with self._lock:
+            for i, (method, suffix, action) in enumerate(self._after):
+                if request.method == method and request.url.path.endswith(suffix):
+                    del self._after[i]
+                    action()
+                    break
             self.requests.append(
                 Seen(
                     request.method,
@@ -204,13 +229,22 @@ class FakeGitHub(LoopbackServer):
         chunk = items[start : start + self.page_size]
         etag = '"' + hashlib.sha256(json.dumps(chunk, sort_keys=True).encode()).hexdigest() + '"'
         headers = {"etag": etag}
-        if start + self.page_size < len(items):
+        if start + self.page_size < len(items) or self.endless_pages:
             params = dict(request.query_params)
             params["page"] = str(page + 1)
             headers["link"] = f'<{self.api_url}{request.url.path}?{urlencode(params)}>; rel="next"'
         if request.headers.get("if-none-match") == etag:
             return self._answer(request, 304, None, headers)
         return self._answer(request, 200, chunk, headers)
+
+    async def _issue(self, request: Request) -> Response:
+        repo, error = self._guard(request)
+        if error or repo is None:
+            return error or Response(status_code=500)
+        issue = repo.issues.get(request.path_params["number"])
+        if issue is None:
+            return self._answer(request, 404, {"message": "Not Found"})
+        return self._answer(request, 200, issue)
 
     async def _pulls(self, request: Request) -> Response:
         repo, error = self._guard(request)

@@ -6,6 +6,12 @@ run but goes over the network through the SDK's real transport. Tests
 inject faults, replace the script, add latency, and read back every request
 it saw.
 
+Its prompt cache follows the API's rules (`tasks.model.caching`): per API
+key and model, the 400s for broken breakpoints, the minimum length, the
+lookback and the TTLs (`prompt_cache.advance(seconds)` moves its clock), and
+an entry readable only once the response that wrote it has begun, i.e.
+after the fake's latency for that request.
+
 The benchmark harness shares one fake between runs: a base URL of
 `{base_url}/runs/{tag}` tags each request with its run, and the fake keeps,
 per request, the model tier, the step of the agent's loop, the latency it
@@ -15,6 +21,7 @@ served and the tokens it reported, plus the in-flight peak per (tag, tier).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
 import re
@@ -32,6 +39,8 @@ from starlette.routing import Route
 
 from tasks.build.offline_script import build_reply
 from tasks.issues.offline_script import issue_reply
+from tasks.model.caching import CacheRuleError, PromptCache, Served, charge
+from tasks.model.warmup import is_warm_up
 from tasks.model.wire import SSE_CONTENT_TYPE, error_json, error_sse, message_json, message_sse
 from tasks.testing.loopback import LoopbackServer
 
@@ -83,6 +92,10 @@ class SeenRequest:
     served_s: float = 0.0  # the delay it actually waited (event-loop lag included)
     input_tokens: int = 0  # input + cache read + cache write, as the reply's usage says
     output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    warm_up: bool = False  # agentmill's one-small-request warm-up of a shared prefix
 
 
 def team_reply(body: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +143,9 @@ class FakeMessagesAPI(LoopbackServer):
         self._accepted: defaultdict[str, deque[float]] = defaultdict(deque)
         self.rate_limited = 0  # 429s answered for the limit (not injected faults)
         self.requests: list[SeenRequest] = []
+        # Prompt caching by the API's rules, per workspace (API key) and model;
+        # `prompt_cache.advance(301)` makes 5-minute entries expire.
+        self.prompt_cache = PromptCache()
         self._faults: list[Fault] = []
         self._role_faults: dict[str, list[Fault]] = {}
         self._lock = threading.Lock()
@@ -206,6 +222,7 @@ class FakeMessagesAPI(LoopbackServer):
             tag=tag,
             tier=tier_of(str(body.get("model", ""))),
             step=step_of(body),
+            warm_up=is_warm_up(body),
         )
         self.requests.append(seen)
         limit_headers, over = self._take_rate_slot(seen.tier, seen.at)
@@ -229,22 +246,27 @@ class FakeMessagesAPI(LoopbackServer):
             await asyncio.sleep(fault.delay_s)
         if "model" not in body or "max_tokens" not in body or not body.get("messages"):
             return _error(400, "model, max_tokens and messages are required")
-        reply = self.script(body)
-        usage = reply.get("usage", {})
-        seen.input_tokens = (
-            usage.get("input_tokens", 0)
-            + (usage.get("cache_read_input_tokens") or 0)
-            + (usage.get("cache_creation_input_tokens") or 0)
-        )
+        try:
+            reply, served = charge(self.prompt_cache, body, self.script(body), _workspace(request))
+        except CacheRuleError as exc:
+            return _error(400, str(exc))
+        usage = reply["usage"]
+        seen.cache_read_tokens = usage["cache_read_input_tokens"]
+        seen.cache_write_tokens = usage["cache_creation_input_tokens"]
+        seen.cache_write_1h_tokens = usage["cache_creation"]["ephemeral_1h_input_tokens"]
+        seen.input_tokens = usage["input_tokens"] + seen.cache_read_tokens + seen.cache_write_tokens
         seen.output_tokens = usage.get("output_tokens", 0)
         seen.latency_s = self.delay_for(body, tag)
         if not body.get("stream"):
             await self._wait(seen)
+            served.begin_response()
             return Response(
                 message_json(reply), media_type="application/json", headers=limit_headers
             )
         return StreamingResponse(
-            self._events(reply, seen, fault), media_type=SSE_CONTENT_TYPE, headers=limit_headers
+            self._events(reply, seen, fault, served),
+            media_type=SSE_CONTENT_TYPE,
+            headers=limit_headers,
         )
 
     def _take_rate_slot(self, tier: str, now: float) -> tuple[dict[str, str], bool]:
@@ -304,10 +326,11 @@ class FakeMessagesAPI(LoopbackServer):
             self.in_flight_by_tier[slot] -= 1
 
     async def _events(
-        self, reply: dict[str, Any], seen: SeenRequest, fault: Fault | None
+        self, reply: dict[str, Any], seen: SeenRequest, fault: Fault | None, served: Served
     ) -> AsyncIterator[bytes]:
         events = list(message_sse(reply))
         await self._wait(seen)
+        served.begin_response()  # what it wrote is readable once its first event is out
         for i, event in enumerate(events):
             if fault and i == 2:
                 if fault.kind == "reset":
@@ -319,6 +342,12 @@ class FakeMessagesAPI(LoopbackServer):
                     yield b"event: content_block_delta\ndata: {not json\n\n"
                     return
             yield event
+
+
+def _workspace(request: Request) -> str:
+    """Whose cache a request uses: its key's (the API scopes entries to a workspace)."""
+    key = request.headers.get("x-api-key") or request.headers.get("authorization", "")
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def _error(status: int, message: str) -> Response:

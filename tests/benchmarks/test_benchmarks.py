@@ -54,6 +54,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], P
         all_services=False,
         samples=1,
         fleet=False,  # tests/fleet covers the fleet; its benchmark runs in benchmarks.run only
+        caching=False,  # tests/benchmarks/test_caching.py covers it, at a unit's cost
     )
     return run_benchmark(out, options), out
 
@@ -77,7 +78,8 @@ def test_requests_commits_and_reruns_are_counted_from_the_fake(
 ) -> None:
     r, _ = results
     assert r["roles"] == 8
-    assert r["model_requests"] == PER_AGENT * 8
+    # A shared-prompt-prefix warm-up is a request too, when agents of a tier start together.
+    assert r["model_requests"] == PER_AGENT * 8 + r["warmup_requests"]
     assert r["commits"] == 5  # one per phase
     assert r["cached_rerun_requests"] == 0 and r["cached_rerun_cached_agents"] == 8
     assert r["incremental_roles"] == r["incremental_expected_roles"]

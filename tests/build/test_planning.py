@@ -95,3 +95,12 @@ def test_a_role_may_read_only_an_earlier_phases_checks() -> None:
         plan_phases(team)
     ok = AgentTeam(roles=[_role("A"), _role("B", "implementation", ["CHECKS_PLANNING"])])
     assert plan_phases(ok).ancestors["B"] == {"CHECKS_PLANNING", "A"}
+
+
+def test_a_phase_listed_twice_is_refused_before_anything_runs() -> None:
+    """On main, the roles of a repeated phase were planned, and run, twice."""
+    team = AgentTeam(
+        roles=[_role("A"), _role("B", "ops", ["A"])], phases=["planning", "ops", "planning"]
+    )
+    with pytest.raises(PlanError, match=r"lists phase planning more than once"):
+        plan_phases(team)

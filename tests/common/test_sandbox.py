@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -232,3 +233,28 @@ async def test_without_bwrap_the_fallback_scrubs_kills_warns_and_says_process(
     finally:
         sandbox_module._working_bwrap.cache_clear()
         sandbox_module._unshare_net.cache_clear()
+
+
+@needs_bwrap
+async def test_an_interpreter_in_a_virtualenv_under_tmp_runs_in_the_sandbox(
+    bwrap: Bubblewrap, tree: Path, tmp_path: Path
+) -> None:
+    """A new user's venv in /tmp was hidden by the sandbox's private /tmp: no check could run."""
+    venv = tmp_path / "venv"  # tmp_path is under /tmp
+    subprocess.run([PY, "-m", "venv", "--without-pip", str(venv)], check=True)
+    sandbox = Bubblewrap(bwrap.executable, read_only=(*bwrap.read_only, str(venv)))
+    result = await sandbox.run(
+        tree, [str(venv / "bin" / "python"), "-c", "import sys; print(sys.prefix)"]
+    )
+    assert result.status == "passed", result.output
+    assert result.stdout.strip() == str(venv)
+
+
+@needs_bwrap
+async def test_a_command_bwrap_cannot_start_is_an_error_not_a_failure(
+    bwrap: Bubblewrap, tree: Path
+) -> None:
+    """No fix agent can repair a command that never ran: the verdict says so instead."""
+    result = await bwrap.run(tree, ["/nonexistent/python", "-V"])
+    assert result.status == "error" and result.exit_code == 1
+    assert result.output.startswith("the sandbox could not start the command: bwrap: execvp")

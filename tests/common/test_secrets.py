@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
+import pytest
+
 from tasks.common.secrets import SecretFinding, redact, scan_text, scanning_for
 
 ANTHROPIC = "sk-ant-api03-" + "A" * 40
@@ -38,3 +42,59 @@ def test_the_runs_secrets_are_found_encoded_too() -> None:
         for form in (b64, b64.rstrip("="), quote(own, safe=""), basic):
             assert scan_text("out.txt", f"printed: {form}"), form
             assert form not in redact(f"printed: {form}")
+
+
+def test_keys_glued_to_a_name_are_found() -> None:
+    """On main, `\\b` failed after `_`: AWS_KEY_AKIA... and MY_ghp_... passed the scan."""
+    for text, kind in [
+        ("AWS_KEY_AKIA" + "Q7ZJ3K2L9M4N5P6R", "AWS access key id"),
+        ("MY_ghp_" + "a" * 36, "GitHub token"),
+        ("export TOKEN=xoxb-" + "1" * 12, "Slack token"),
+        ("key_sk-ant-api03-" + "z" * 30, "Anthropic API key"),
+    ]:
+        assert [f.kind for f in scan_text("f", text)] == [kind], text
+    assert scan_text("f", "xAKIA" + "Q" * 16) == []  # inside a longer word: not a key
+    assert scan_text("f", "AKIA" + "Q" * 17) == []  # one character too many: not one either
+
+
+def test_the_common_formats_are_found() -> None:
+    """On main these were not patterns at all."""
+    cases = {
+        "Stripe live key": "STRIPE=sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc",
+        "Google API key": "AIza" + "SyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY",
+        "GitLab token": "glpat-" + "xxxxxxxxxxxxxxxxxxxx",
+        "npm token": "//registry.npmjs.org/:_authToken=npm_" + "a1B2" * 9,
+        "Hugging Face token": "HF_TOKEN=hf_" + "abcdefghijklmnopqrstuvwxyzABCDEFGH",
+        "AWS secret access key": 'aws_secret_access_key = "'
+        + "wJalrXUtnFEMI/K7MDENG/bPxRfiCY"
+        + 'EXAMPLEKEY"',
+        "Slack webhook": "https://hooks.slack.com/services/" + "T00000000/B00000000/" + "X" * 24,
+    }
+    for kind, text in cases.items():
+        assert [f.kind for f in scan_text("f", text)] == [kind], text
+        assert redact(text) != text
+    test_key = "sk_test_" + "4eC39HqLyjWDarjtT1zdp7dc"
+    assert scan_text("f", test_key) == []  # a test key blocks nothing, a review warns of it
+    assert [f.kind for f in scan_text("f", test_key, warnings=True)] == ["Stripe test key"]
+
+
+def test_an_outputs_words_are_scanned_as_its_files_are() -> None:
+    from tasks.agents.output import AgentOutput, refuse_secrets
+    from tasks.common.secrets import SecretFound
+
+    own = "run secret/with+odd=chars-0123456789"
+    output = AgentOutput(
+        role="DEV",
+        summary="done",
+        decisions=["kept it simple"],
+        files={"docs/x.md": "fine"},
+        result={"notes": "use " + "glpat-" + "y" * 20},
+        model="m",
+        provider="offline",
+    )
+    with pytest.raises(SecretFound, match=r"agent DEV: its result line \d+ holds .*GitLab token"):
+        refuse_secrets([output])
+    clean = output.model_copy(update={"result": {}})
+    refuse_secrets([clean])
+    with scanning_for([own]), pytest.raises(SecretFound, match="the pull request line 2 holds"):
+        refuse_secrets([clean], [("the pull request", "title\nbody with " + quote(own, safe=""))])

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,14 +22,16 @@ import pytest
 
 from blocks.team import AgentTeam, Role, default_team
 from flows.build_app import build_app
+from tasks.agents.scripted import reply_with, turn_of
 from tasks.build.offline_script import REQUESTS_PER_AGENT as PER_AGENT
 from tasks.build.offline_script import build_reply, requests_of
 from tasks.build.planning import plan_phases
+from tasks.common.git import blob_id, open_repo
 from tasks.common.retry import Backoff
 from tasks.common.workspace import STORE_DIR, WorkspaceBusy, workspace_lock
 from tasks.model.budget import BudgetExhausted
 from tasks.testing.messages_api import FakeMessagesAPI, Fault, role_of
-from tasks.testing.repos import CHECKOUT, git
+from tasks.testing.repos import CHECKOUT, git, init_repo
 
 ROOT = CHECKOUT
 ATTEMPTS = Backoff().max_attempts
@@ -203,10 +206,17 @@ def test_a_half_applied_phase_from_a_dead_run_is_rolled_back(
     workdir = tmp_path / "app"
     build_app(idea=unique_idea, workdir=str(workdir))
     head = git(workdir, "rev-parse", "HEAD")
-    (workdir / "docs" / "pm.md").write_text("half-written by a killed run")
-    (workdir / "docs" / "stray.md").write_text("written by a killed run, never committed")
-    journal = {"phase": "planning", "run_id": "dead-run", "paths": ["docs/pm.md", "docs/stray.md"]}
-    (workdir / STORE_DIR / "pending-phase.json").write_text(json.dumps(journal))
+    half = {"docs/pm.md": b"half-written by a killed run", "docs/stray.md": b"never committed"}
+    for path, data in half.items():
+        (workdir / path).write_bytes(data)
+    journal = {
+        "phase": "planning",
+        "run_id": "dead-run",
+        "head": head,
+        "written": {path: blob_id(data) for path, data in half.items()},
+    }
+    (workdir / ".git" / "agentmill").mkdir(exist_ok=True)
+    (workdir / ".git" / "agentmill" / "pending-phase.json").write_text(json.dumps(journal))
 
     result = build_app(idea=unique_idea, workdir=str(workdir))
 
@@ -214,8 +224,19 @@ def test_a_half_applied_phase_from_a_dead_run_is_rolled_back(
     assert not (workdir / "docs" / "stray.md").exists()
     assert "half-written" not in (workdir / "docs" / "pm.md").read_text()
     assert git(workdir, "status", "--porcelain") == ""
+    assert not (workdir / ".git" / "agentmill" / "pending-phase.json").exists()
 
     assert "rolled back 2 files of phase planning, left half-applied by run dead-run" in caplog.text
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from tasks.common.workspace import workspace_lock
+with workspace_lock(Path(sys.argv[1]), "alive"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
 
 
 def test_a_stale_lock_is_cleared_and_a_live_one_refuses(
@@ -229,14 +250,24 @@ def test_a_stale_lock_is_cleared_and_a_live_one_refuses(
     with caplog.at_level("WARNING"), workspace_lock(tmp_path, "me"):
         assert json.loads(lock.read_text())["run_id"] == "me"
     assert "clearing a stale lock" in caplog.text and "ghost" in caplog.text
-    assert not lock.exists()
+    assert lock.read_text() == ""  # a clean end: nobody named, nothing to clear next time
 
-    lock.write_text(
-        json.dumps({"pid": os.getpid(), "host": os.uname().nodename, "run_id": "alive"})
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True
     )
-    with pytest.raises(WorkspaceBusy, match="in use by run alive"), workspace_lock(tmp_path, "me"):
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with (
+            pytest.raises(WorkspaceBusy, match=rf"in use by run alive \(pid {holder.pid}"),
+            workspace_lock(tmp_path, "me"),
+        ):
+            pass
+        assert json.loads(lock.read_text())["run_id"] == "alive"
+    finally:
+        holder.kill()
+        holder.wait()
+    with workspace_lock(tmp_path, "after"):  # the kernel let go with the process
         pass
-    assert json.loads(lock.read_text())["run_id"] == "alive"
 
 
 def _two_phase_team(second_tier: str = "haiku") -> AgentTeam:
@@ -345,4 +376,156 @@ def test_the_cli_reports_a_spent_budget_without_a_traceback(
     assert proc.returncode == 3
     assert (
         proc.stderr.strip().splitlines()[-1].startswith("agentmill: stopped: the budget of $0.1200")
+    )
+
+
+# --- the write path: every way to put an agent's bytes where they must not go -------
+
+GIT_ATTACKS = {
+    "file link": ["git-config"],
+    "directory link": ["gitlink/config", "gitlink/hooks/post-commit", "hooks-link/pre-commit"],
+    "case": [".Git/config", ".GIT/hooks/pre-commit"],
+    "normalisation": [
+        ".gi\u200ct/config",
+        "\ufeff.git/hooks/pre-commit",
+        ".\uff47\uff49\uff54/config",
+        ".git./config",
+        "git~1/config",
+    ],
+    "nested .git": ["sub/.git/config", "vendor/lib/.git/hooks/pre-commit"],
+    "climbing out": ["docs/../.git/config", ".tasks/../.git/hooks/pre-commit", "/tmp/.git/x"],
+}
+TREE_ATTACKS = {  # on main, each surfaced only at the commit (or was committed)
+    "over a folder": ["reports"],
+    "under a file": ["README.md/notes.md"],
+    "a 250-character name": ["docs/" + "n" * 250 + ".md"],
+    "ignored by .gitignore": ["debug.log", "build/report.txt"],
+}
+# git's own bookkeeping that a commit changes; everything else in .git must stay as it was.
+_COMMIT_TOUCHES = ("objects/", "logs/", "refs/heads/", "index", "agentmill/")
+
+
+def _payload(marker: str, path: str) -> str:
+    if "hooks" in path:
+        return f"#!/bin/sh\ntouch {marker}\n"
+    return f"[core]\n\tfsmonitor = touch {marker}\n"
+
+
+def _git_snapshot(git_dir: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(git_dir)): p.read_bytes()
+        for p in git_dir.rglob("*")
+        if p.is_file() and not str(p.relative_to(git_dir)).startswith(_COMMIT_TOUCHES)
+    }
+
+
+def _all_bytes_under(git_dir: Path) -> bytes:
+    """Every file of .git, loose objects decompressed: where an agent's bytes would show."""
+    chunks = []
+    for p in git_dir.rglob("*"):
+        if not p.is_file():
+            continue
+        data = p.read_bytes()
+        if p.parent.parent.name == "objects" and len(p.parent.name) == 2:
+            data = zlib.decompress(data)
+        chunks.append(data)
+    return b"\n".join(chunks)
+
+
+def test_every_way_to_put_an_agents_bytes_under_git_is_refused_at_the_tool(
+    api: FakeMessagesAPI, tmp_path: Path, unique_idea: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Links, look-alike names, nested .git, climbing out: .git stays byte-for-byte as it was.
+
+    On main, the file link rewrote .git/config (a core.fsmonitor there runs a command
+    at the next git call), the directory link wrote hooks, and .Git/... and
+    .gi<ZWNJ>t/... passed the check; the tree problems surfaced only at the commit.
+    """
+    workdir = init_repo(tmp_path / "app")
+    for link, target in {
+        "git-config": ".git/config",
+        "gitlink": ".git",
+        "hooks-link": ".git/hooks",
+    }.items():
+        (workdir / link).symlink_to(target)
+    git(workdir, "add", "git-config", "gitlink", "hooks-link")
+    git(workdir, "commit", "-qm", "links into .git")
+    open_repo(workdir).close()  # agentmill's run-state excludes, written once up front
+    before = _git_snapshot(workdir / ".git")
+    marker_dir = tmp_path / "markers"
+    marker_dir.mkdir()
+    tries = [
+        (cls, p)
+        for attacks in (GIT_ATTACKS, TREE_ATTACKS)
+        for cls, paths in attacks.items()
+        for p in paths
+    ]
+    markers = {p: marker_dir / f"ran-{i}" for i, (_, p) in enumerate(tries)}
+
+    def attacker(body: dict[str, Any]) -> dict[str, Any]:
+        turn = turn_of(body)
+        if turn is not None and turn.role == "SECOND" and turn.step == 2:
+            calls = [
+                ("write_file", {"path": p, "content": _payload(str(markers[p]), p)})
+                for _, p in tries
+            ]
+            return reply_with(body, turn, "Writing.", calls)
+        return build_reply(body)
+
+    api.script = attacker
+    result = build_app(
+        idea=unique_idea, workdir=str(workdir), team=save_team(_two_phase_team(), "attack")
+    )
+
+    assert result.status == "completed"
+    second = next(a for a in result.agents if a.role == "SECOND")
+    refused = {r.path for r in second.refusals}
+    git_dir = workdir / ".git"
+    assert _git_snapshot(git_dir) == before  # config, hooks, info, HEAD: byte for byte
+    assert list((git_dir / "agentmill").iterdir()) == []  # no journal left behind
+    everything = _all_bytes_under(git_dir)
+    tree = b"".join(
+        p.read_bytes() for p in workdir.rglob("*") if p.is_file() and ".git" not in p.parts
+    )
+    escaped = {p for p, m in markers.items() if str(m).encode() in everything + tree}
+    git(workdir, "status")  # would run a planted fsmonitor
+    git(workdir, "commit", "--allow-empty", "-qm", "probe")  # ... and planted hooks
+    assert [m for m in markers.values() if m.exists()] == []  # no command of the agent ran
+    assert escaped == set() and refused == {p for _, p in tries}
+    for attacks in (GIT_ATTACKS, TREE_ATTACKS):
+        for cls, paths in attacks.items():
+            report_line(
+                capsys,
+                f"write path, {cls}: bad paths tried: {len(paths)}, refused at the tool: "
+                f"{sum(p in refused for p in paths)}, escaped: {sum(p in escaped for p in paths)}",
+            )
+
+
+def test_two_agents_writing_one_path_is_a_conflict_naming_both(
+    api: FakeMessagesAPI, tmp_path: Path, unique_idea: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On main, the second agent's file silently replaced the first one's."""
+    team = _two_phase_team()
+    team.roles.append(team.roles[1].model_copy(update={"id": "THIRD", "title": "Third"}))
+
+    def same_path(body: dict[str, Any]) -> dict[str, Any]:
+        reply = build_reply(body)
+        if role_of(body) in ("SECOND", "THIRD"):
+            for block in reply["content"]:
+                if block.get("name") == "write_file":
+                    block["input"]["path"] = "docs/design.md"
+        return reply
+
+    api.script = same_path
+    workdir = tmp_path / "app"
+    with pytest.raises(RuntimeError, match=r"agents SECOND and THIRD both wrote docs/design\.md"):
+        build_app(idea=unique_idea, workdir=str(workdir), team=save_team(team, "conflict"))
+    assert not (workdir / "docs" / "design.md").exists()
+    assert git(workdir, "log", "--format=%s").splitlines() == [
+        "agentmill: planning phase (1 agents)"
+    ]
+    report_line(
+        capsys,
+        "write path, two agents of one phase on one path: conflicts tried: 1, "
+        "refused at the merge naming both agents: 1, escaped: 0",
     )

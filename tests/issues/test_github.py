@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import respx
@@ -11,7 +13,7 @@ from pydantic import SecretStr
 from tasks.common.retry import Backoff
 from tasks.common.secrets import redact
 from tasks.issues.clone import GitAuth
-from tasks.issues.github import GitHub, GitHubAuth, GitHubError
+from tasks.issues.github import MAX_PAGES, EtagCache, GitHub, GitHubAuth, GitHubError
 from tasks.testing.github_api import FakeGitHub
 
 TOKEN = "ghp_UNITTEST0123456789abcdefghijklmnopqrstu"
@@ -139,3 +141,38 @@ def test_git_auth_is_a_host_scoped_header_in_the_environment_only() -> None:
     secret_text = f"fatal: {TOKEN} and {auth.secrets()[1]}"
     assert redact(secret_text, auth.secrets()) == "fatal: [redacted] and [redacted]"
     assert TOKEN not in repr(auth)
+
+
+async def test_a_server_that_pages_forever_is_stopped_at_the_cap(fake: FakeGitHub) -> None:
+    """On main, `next` links were followed forever (3,000 requests before the harness stopped)."""
+    fake.endless_pages = True
+    async with client(fake) as gh:
+        with pytest.raises(GitHubError, match=rf"kept sending pages past {MAX_PAGES}"):
+            await gh.list_issues(REPO, "agent:ready")
+    assert len(fake.seen("GET", "/issues")) == MAX_PAGES
+
+
+async def test_the_etag_cache_keeps_only_the_pages_a_run_used(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    """On main, every URL ever handed out stayed in the cache file, run after run."""
+    path = tmp_path / "etags.json"
+    stale = {"etag": '"old"', "body": [], "next_url": None}
+    path.write_text(json.dumps({f"{fake.api_url}/repos/{REPO}/issues?page=9": stale}))
+    async with client(fake, cache=EtagCache(path)) as gh:
+        await gh.list_issues(REPO, "agent:ready")
+        gh.cache.save()
+    saved = json.loads(path.read_text())
+    assert len(saved) == 2 and all("page=9" not in url for url in saved)
+    async with client(fake, cache=EtagCache(path)) as gh:
+        await gh.list_issues(REPO, "agent:ready")
+        assert gh.stats.not_modified == 2  # what was kept still saves the requests
+
+
+async def test_an_issue_is_read_fresh_with_its_updated_at(fake: FakeGitHub) -> None:
+    async with client(fake) as gh:
+        listed = (await gh.list_issues(REPO, "agent:ready"))[0]
+        fake.edit_issue(REPO, listed.number, "an edited body")
+        now = await gh.get_issue(REPO, listed.number)
+    assert listed.updated_at and now.updated_at > listed.updated_at
+    assert (listed.body, now.body) == ("body 1", "an edited body")

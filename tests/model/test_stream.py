@@ -56,9 +56,9 @@ async def test_streamed_tool_loop_over_http(api: FakeMessagesAPI, tmp_path: Path
     assert first.body["stream"] is True
     assert first.headers["authorization"] == f"Bearer {KEY}"
     assert first.body["system"][0]["cache_control"] == {"type": "ephemeral"}
-    assert first.body["messages"] == [
-        {"role": "user", "content": "Role: PM. Brief: .tasks/manifest.json. Dependencies: none."}
-    ]
+    pointer = "Role: PM. Brief: .tasks/manifest.json. Dependencies: none."
+    marked = {"type": "text", "text": pointer, "cache_control": {"type": "ephemeral"}}
+    assert first.body["messages"] == [{"role": "user", "content": [marked]}]
     # the second request carries the tool results of the first reply's tool calls:
     # the listing, then the brief
     results = [
