@@ -130,8 +130,10 @@ async def _task_runs_of(fleet: Fleet, run_id: Any, want: int) -> int:
             )
             ids = [p.id for p in phases]
             for _ in range(60):
-                count = await client.count_task_runs(
-                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids))
+                count = len(
+                    await client.read_task_runs(
+                        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=200
+                    )
                 )
                 if count >= want:
                     break
@@ -148,13 +150,16 @@ def test_eight_builds_at_once_through_the_deployment_all_complete_and_are_record
 
     _small_team(fleet, "fleet-ten")
     since = datetime.now(UTC) - timedelta(seconds=5)
+    remote = tmp_path / "remote.git"  # empty: every build starts its branch from nothing
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
 
     async def eight() -> dict[Any, Any]:
         ids = [
             await fleet.start(
                 {
                     "idea": f"fleet build {i} ({tmp_path.name})",
-                    "workdir": str(tmp_path / f"build-{i}"),
+                    "repo_url": str(remote),
+                    "branch": f"agentmill/build-{i}",
                     "team": "fleet-ten",
                     "provider": "offline",
                 }
@@ -176,6 +181,12 @@ def test_eight_builds_at_once_through_the_deployment_all_complete_and_are_record
             assert await _task_runs_of(fleet, run_id, want=10) >= 10
 
     asyncio.run(recorded())
+    for i in range(8):  # each build's five phases pushed to its own branch
+        log = subprocess.run(
+            ["git", "--git-dir", str(remote), "rev-list", f"refs/heads/agentmill/build-{i}"],
+            check=True, capture_output=True, text=True,
+        ).stdout.split()  # fmt: skip
+        assert len(log) == 5
     assert fleet.server is not None
     log = fleet.server.log_text()
     assert "database is locked" not in log
