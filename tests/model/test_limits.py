@@ -97,3 +97,48 @@ def test_the_fake_answers_429_with_retry_after_past_its_per_model_limit() -> Non
     assert refused.headers["anthropic-ratelimit-requests-limit"] == "2"
     assert other.status_code == 200  # another model family has its own limit (none here)
     assert fake.rate_limited == 1 and fake.request_rate("haiku") == 2
+
+
+def test_limits_apply_show_and_clear_on_the_server(capsys: pytest.CaptureFixture[str]) -> None:
+    from tasks.cli.limits import main
+    from tasks.model.limits import fleet_limits, forget_limits
+
+    try:
+        assert main(["apply", "--rpm", "haiku=50", "--in-flight", "haiku=4"]) == 0
+        out = capsys.readouterr().out
+        assert "created agentmill-haiku-per-minute: limit 5, refills 0.75/s" in out
+        assert "created agentmill-haiku-in-flight: limit 4" in out
+        assert main(["apply", "--in-flight", "haiku=6"]) == 0
+        assert "updated agentmill-haiku-in-flight: limit 6" in capsys.readouterr().out
+        forget_limits()
+        limits = asyncio.run(fleet_limits())
+        assert limits.in_flight == {"haiku"} and limits.per_minute == {"haiku"}
+        assert main(["show"]) == 0
+        assert "agentmill-haiku-in-flight: limit 6, 0 in use" in capsys.readouterr().out
+    finally:
+        assert main(["clear"]) == 0
+        forget_limits()
+    assert "deleted agentmill-haiku-in-flight" in capsys.readouterr().out
+    assert asyncio.run(fleet_limits()) == FleetLimits()
+    assert main(["apply"]) == 1
+    assert "nothing to apply" in capsys.readouterr().err
+
+
+def test_with_no_limit_configured_a_request_takes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import prefect.concurrency.asyncio as prefect_concurrency
+
+    from tasks.model.limits import forget_limits, request_slot
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a limit was taken with none configured")
+
+    monkeypatch.setattr(prefect_concurrency, "concurrency", refuse)
+    monkeypatch.setattr(prefect_concurrency, "rate_limit", refuse)
+    forget_limits()
+
+    async def three_requests() -> None:
+        for _ in range(3):
+            async with request_slot("haiku"):
+                pass
+
+    asyncio.run(three_requests())
