@@ -174,6 +174,33 @@ def measure_fleet(latency_scale: float = 1.0) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def fleet_markdown(f: dict[str, Any]) -> list[str]:
+    """The results.md section."""
+    d = f["detail"]
+    pg, lite, lim = d["postgres"], d["sqlite"], d["limits"]
+    return [
+        "## Fleet",
+        "",
+        f"{d['builds']} build-app runs created at once through the deployment, "
+        f"{d['workers']} process workers, every server service on, at the benchmark's "
+        "latencies; each wall from creating the runs to the last one's end (goal ≤ 1.3).",
+        "",
+        "| server | wall(1) | wall(8) | wall(8) / wall(1) | 503s (database locked) |",
+        "| --- | --- | --- | --- | --- |",
+        f"| PostgreSQL | {pg['wall_1_s']} s | {pg['wall_8_s']} s | {pg['ratio']} | "
+        f"{pg['server_503s']} |",
+        f"| SQLite | {lite['wall_1_s']} s | {lite['wall_8_s']} s | {lite['ratio']} | "
+        f"{lite['server_503s']} |",
+        "",
+        f"A fake limiting each model tier to {d['per_window']} requests per {d['window_s']:g} s, "
+        f"eight 10-role builds: {lim['without']} 429s without agentmill's limits (busiest "
+        f"window {lim['without_busiest_window']}), {lim['with']} with them (busiest window "
+        f"{lim['with_busiest_window']}). A tier's two limits cost "
+        f"{f['limit_ms_per_request']} ms per model request, uncontended.",
+        "",
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.fleet", description=__doc__)
     parser.add_argument("--out", help="write the figures here as JSON (else print them)")

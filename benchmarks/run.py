@@ -30,6 +30,7 @@ from benchmarks.bounds import ideal_walls, level_barrier_headroom
 from benchmarks.caching import caching_markdown
 from benchmarks.caching import measure as measure_caching
 from benchmarks.fake_api import BenchMessagesAPI
+from benchmarks.fleet import fleet_markdown
 from benchmarks.latency import TierLatency
 from benchmarks.machine import describe_machine, load_average, now_iso
 from benchmarks.report import render_markdown, render_timeline_svg
@@ -455,14 +456,16 @@ def measure_verification(api_url: str, home: Path) -> dict[str, Any]:
     return result
 
 
-def measure_fleet(scratch: Path, latency_scale: float) -> dict[str, Any]:
+def measure_fleet(scratch: Path, latency_scale: float) -> dict[str, Any]:  # the fleet's hook
     """benchmarks/fleet.py in its own process, as the verification figures are."""
     out = scratch / "fleet.json"
-    subprocess.run(
+    proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.fleet", "--out", str(out),
          "--latency-scale", str(latency_scale)],
-        cwd=ROOT, env={**os.environ, **quiet_env()}, capture_output=True, check=True,
+        cwd=ROOT, env={**os.environ, **quiet_env()}, capture_output=True, text=True, check=False,
     )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"the fleet benchmark failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(out.read_text())
     return result
 
@@ -484,6 +487,8 @@ def _write(out: Path, results: dict[str, Any], bench: Bench) -> None:
     markdown = render_markdown(results)
     if "caching" in results:
         markdown += "\n" + "\n".join(caching_markdown(results["caching"]))
+    if "fleet" in results:
+        markdown += "\n" + "\n".join(fleet_markdown(results["fleet"]))
     (out / "results.md").write_text(markdown)
     agentmill = bench.groups["main"]["runs"]["agentmill"]
     plan = plan_phases(team_of_size(bench.options.roles, bench.options.seed))
