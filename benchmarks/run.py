@@ -465,7 +465,8 @@ def measure_fleet(scratch: Path, latency_scale: float) -> dict[str, Any]:  # the
         cwd=ROOT, env={**os.environ, **quiet_env()}, capture_output=True, text=True, check=False,
     )  # fmt: skip
     if proc.returncode != 0:
-        raise RuntimeError(f"the fleet benchmark failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+        tail = proc.stdout[-3000:] + proc.stderr[-3000:]
+        raise RuntimeError(f"the fleet benchmark failed:\n{tail}")
     result: dict[str, Any] = json.loads(out.read_text())
     return result
 
