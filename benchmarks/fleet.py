@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import shutil
 import statistics
 import tempfile
 import time
@@ -159,15 +160,19 @@ def limit_cost_ms(scratch: Path) -> float:
 def measure_fleet(latency_scale: float = 1.0) -> dict[str, Any]:
     """results.json's "fleet" section."""
     scratch = Path(tempfile.mkdtemp(prefix="agentmill-bench-fleet-"))
-    postgres = wall_8_over_1("postgres", scratch, latency_scale)
-    sqlite = wall_8_over_1("sqlite", scratch, latency_scale)
-    limits = http_429s(scratch)
+    try:
+        postgres = wall_8_over_1("postgres", scratch, latency_scale)
+        sqlite = wall_8_over_1("sqlite", scratch, latency_scale)
+        limits = http_429s(scratch)
+        cost_ms = limit_cost_ms(scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return {
         "postgres_wall_8_over_1": postgres["ratio"],
         "sqlite_wall_8_over_1": sqlite["ratio"],
         "http_429_with_limits": limits["with"],
         "http_429_without_limits": limits["without"],
-        "limit_ms_per_request": limit_cost_ms(scratch),
+        "limit_ms_per_request": cost_ms,
         "detail": {"postgres": postgres, "sqlite": sqlite, "limits": limits,
                    "builds": BUILDS, "workers": 2, "window_s": WINDOW_S,
                    "per_window": PER_WINDOW},

@@ -101,6 +101,12 @@ class Fleet:
             self._cli(admin, "-m", "prefect", "work-pool", "create", POOL, "--type", "process")
             self._cli(admin, "-c", _DEPLOY.format(source=str(CHECKOUT), pool=POOL))
             for i in range(self.n_workers):
+                # Each worker's own queue exists before it starts: a worker told to poll a
+                # queue that does not exist polls none of its queues (measured: runs on
+                # `default` stayed scheduled), until a run on that queue creates it.
+                self._cli(admin, "-m", "prefect", "work-queue", "create", f"worker-{i}",
+                          "--pool", POOL)  # fmt: skip
+            for i in range(self.n_workers):
                 self._start_worker(i)
         except BaseException:
             self.__exit__(None, None, None)
