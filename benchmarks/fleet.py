@@ -42,6 +42,10 @@ WINDOW_S = 5.0  # the fake's limit window: a minute, shrunk so the runs stay sho
 PER_WINDOW = 30  # requests per tier the fake accepts in any window
 IN_FLIGHT = 8
 LIMIT_SAMPLES = 40
+# A run that has not ended by then counts as stuck: the figure is reported as missing
+# (measured once on SQLite: one of eight runs stalled after its start, with the server
+# answering "database is locked").
+WALL_TIMEOUT_S = 900.0
 
 
 def _env(base_url: str) -> dict[str, str]:
@@ -52,7 +56,7 @@ async def _wall(fleet: Fleet, params: list[dict[str, Any]]) -> float:
     """Seconds from creating the runs to the last one's end; every run must complete."""
     started = time.perf_counter()
     ids = [await fleet.start(p) for p in params]
-    runs = await fleet.wait(ids, within_s=1800)
+    runs = await fleet.wait(ids, within_s=WALL_TIMEOUT_S)
     wall = time.perf_counter() - started
     failed = [r.state.message for r in runs.values() if r.state.type.value != "COMPLETED"]
     if failed:
@@ -85,11 +89,17 @@ def wall_8_over_1(database: str, scratch: Path, latency_scale: float) -> dict[st
                 }
 
             one = asyncio.run(_wall(fleet, [params(0)]))
-            eight = asyncio.run(_wall(fleet, [params(i) for i in range(1, BUILDS + 1)]))
+            try:
+                eight: float | None = asyncio.run(
+                    _wall(fleet, [params(i) for i in range(1, BUILDS + 1)])
+                )
+            except TimeoutError:
+                eight = None
             assert fleet.server is not None
             locked = fleet.server.retryable_errors()
-    return {"wall_1_s": round(one, 2), "wall_8_s": round(eight, 2),
-            "ratio": round(eight / one, 2), "server_503s": locked}  # fmt: skip
+    return {"wall_1_s": round(one, 2), "wall_8_s": eight and round(eight, 2),
+            "ratio": eight and round(eight / one, 2), "server_503s": locked,
+            "timed_out": eight is None}  # fmt: skip
 
 
 def http_429s(scratch: Path) -> dict[str, int]:
