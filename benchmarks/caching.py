@@ -187,6 +187,10 @@ def measure(api_url: str, scratch: Path, seed: int = 7) -> dict[str, Any]:
     # benchmarks.run imports this module for its hook; its harness is imported here.
     from benchmarks.fake_api import BenchMessagesAPI
     from benchmarks.run import Bench, Options
+    from benchmarks.servers import CONFIGS, ServerHandle
+
+    # Whatever server api_url is, these runs do not wait for it to record them.
+    server = ServerHandle(CONFIGS["tuned"], {"PREFECT_API_URL": api_url}, external=True)
 
     project = fixture_project(scratch / "project", seed)
     options = Options(seed=seed, latency_scale=0.0, samples=1)
@@ -201,22 +205,22 @@ def measure(api_url: str, scratch: Path, seed: int = 7) -> dict[str, Any]:
     cached_workdir = copy_of("cached")
     with BenchMessagesAPI() as api:
         api.script = conversation_reply
-        bench = Bench(api, api_url, scratch / "runs", options)
+        bench = Bench(api, scratch / "runs", options)
         runs = [
             {"name": "uncached", **common, "workdir": copy_of("uncached"),
              "team_overrides": {"prompt_caching": False}},
             {"name": "cached", **common, "workdir": cached_workdir},
         ]  # fmt: skip
-        bench.run_group("caching", 32, runs)
+        bench.run_group("caching", 32, runs, server)
         # Agents overlap only if a first request takes longer than starting the next task
         # run (tens of ms): the fan-out runs get latencies near real ones (haiku 0.2-0.8 s).
-        fan = Bench(api, api_url, scratch / "fanout", Options(seed=seed, latency_scale=8.0))
+        fan = Bench(api, scratch / "fanout", Options(seed=seed, latency_scale=8.0))
         for name, warm in (("fanout_warm", True), ("fanout_cold", False)):
             api.prompt_cache.clear()  # each fan-out starts on a cold cache, in a fresh process
             team = {**fanout, "warm_up_shared_prefix": warm}
             spec = {"name": name, "kind": "agentmill", "idea": IDEA, "workdir": copy_of(name),
                     "team_overrides": team}  # fmt: skip
-            fan.run_group(f"caching-{name}", 32, [spec])
+            fan.run_group(f"caching-{name}", 32, [spec], server)
         served = {
             name: api.requests_for(run["tag"])
             for group in (*bench.groups.values(), *fan.groups.values())

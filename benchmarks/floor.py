@@ -1,9 +1,10 @@
 """Prefect's floor for agentmill's shape: the same flows, subflows and tasks, doing nothing.
 
-A sync parent flow runs an async orchestrator that starts one subflow per
-phase (each once the one before it is running, as `Build.start_phases`
-does); inside, one async task per role, with a content cache key and a
-persisted result like the agent task, awaits its dependencies' futures.
+An async parent flow creates one subflow per phase, each once the one
+before it is running, and lets their tasks run only when the last one is
+(as `Build.start_phases` does); inside, one async task per role, with a
+content cache key and a persisted result like the agent task, awaits its
+dependencies' futures.
 No model, no git, no files: what is left is what Prefect itself costs, so
 agentmill's zero-latency wall minus this is what agentmill's own code costs.
 """
@@ -13,18 +14,19 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from typing import Any, cast
 
 from prefect import flow, task
+from prefect.client.schemas.objects import State
 from prefect.context import TaskRunContext
 
 from tasks.build.planning import Plan
 
 _FUTURES: ContextVar[dict[str, asyncio.Future[str]]] = ContextVar("floor_futures")
 _STARTED: ContextVar[dict[str, asyncio.Event]] = ContextVar("floor_started")
-_STARTS_DONE: ContextVar[asyncio.Event] = ContextVar("floor_starts_done")
+_ALL_RUNNING: ContextVar[asyncio.Event] = ContextVar("floor_all_running")
 
 
 def _unique_key(_: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -40,6 +42,7 @@ async def noop_agent(run: str, role: str) -> str:
 async def floor_phase(run: str, phase: str, roles: list[str], deps: dict[str, list[str]]) -> int:
     futures = _FUTURES.get()
     _STARTED.get()[phase].set()
+    await _ALL_RUNNING.get().wait()  # as run_phase does: no task runs during a creation
 
     async def one(role: str) -> None:
         await asyncio.gather(*(futures[d] for d in deps[role]))
@@ -47,7 +50,6 @@ async def floor_phase(run: str, phase: str, roles: list[str], deps: dict[str, li
         futures[role].set_result(result)
 
     await asyncio.gather(*(one(r) for r in roles))
-    await _STARTS_DONE.get().wait()  # as run_phase does: no state write during a creation
     return len(roles)
 
 
@@ -59,8 +61,8 @@ async def floor_build(phases: dict[str, list[str]], deps: dict[str, list[str]]) 
     _FUTURES.set({r: loop.create_future() for rs in phases.values() for r in rs})
     started_events = {p: asyncio.Event() for p in phases}
     _STARTED.set(started_events)
-    starts_done = asyncio.Event()
-    _STARTS_DONE.set(starts_done)
+    all_running = asyncio.Event()
+    _ALL_RUNNING.set(all_running)
     begin = time.perf_counter()
     runs = []
     for phase, roles in phases.items():
@@ -68,18 +70,22 @@ async def floor_build(phases: dict[str, list[str]], deps: dict[str, list[str]]) 
         started = asyncio.ensure_future(started_events[phase].wait())
         await asyncio.wait([runs[-1], started], return_when=asyncio.FIRST_COMPLETED)
         started.cancel()
-    starts_done.set()
+    all_running.set()
     await asyncio.gather(*runs)
     return time.perf_counter() - begin
 
 
-def run_floor(plan: Plan) -> tuple[float, float]:
-    """(wall of the call, inner wall) of the skeleton of `plan`, as `abuild_app` is called."""
+def run_floor(plan: Plan) -> tuple[float, float, str | None]:
+    """(wall of the call, inner wall, flow run id) of the skeleton of `plan`, run as
+    `abuild_app` is."""
     phases = {p.name: p.roles for p in plan.phases}
     deps = {r: plan.role_deps(r) for r in plan.order}
     started = time.perf_counter()
-    inner = asyncio.run(floor_build(phases, deps))
-    return time.perf_counter() - started, inner
+    call = cast("Coroutine[Any, Any, State[float]]", floor_build(phases, deps, return_state=True))
+    state: State[float] = asyncio.run(call)
+    wall = time.perf_counter() - started
+    run_id = state.state_details.flow_run_id
+    return wall, state.result(), None if run_id is None else str(run_id)
 
 
 @flow(name="empty_sync")

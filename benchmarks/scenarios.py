@@ -6,7 +6,9 @@ after another, each with its own workdir, its own result-storage path and
 its own idea string, so no cache leaks from one run into the next except
 where a rerun is meant to hit it. Model requests go to the harness's fake
 under each run's tag; the fake's log, not these numbers, is what requests and
-the critical path are counted from.
+the critical path are counted from. Each Prefect run also reports what it
+cost on the API (requests per operation, 503s, the client's back-offs) and
+how long the server took to record it afterwards (see benchmarks.probes).
 """
 
 from __future__ import annotations
@@ -18,10 +20,15 @@ import resource
 import sys
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
+
+if TYPE_CHECKING:
+    from benchmarks.probes import ApiCalls, Backoffs
 
 DUMMY_KEY = "sk-ant-benchmark-dummy-key"
 
@@ -32,12 +39,16 @@ def main(argv: list[str]) -> int:
     started = time.perf_counter()
     # Imported here, after the harness set PREFECT_API_URL in the environment.
     from benchmarks.floor import warm_up
+    from benchmarks.probes import ApiCalls, Backoffs
     from benchmarks.teams import team_of_size
 
     imported_s = time.perf_counter() - started
     os.environ["ANTHROPIC_API_KEY"] = DUMMY_KEY
+    probes = Probes(ApiCalls(), Backoffs(), records=bool(spec.get("records", True)))
+    probes.calls.install()
+    probes.backoffs.install()
     warm = time.perf_counter()
-    warm_up()
+    warm_up()  # an embedded server starts here, on the process's first flow call
     warm_up_s = time.perf_counter() - warm
     team = team_of_size(spec["roles"], spec["seed"])
     results: dict[str, Any] = {
@@ -47,14 +58,41 @@ def main(argv: list[str]) -> int:
         "runs": {},
     }
     for run in spec["runs"]:
-        results["runs"][run["name"]] = _run(run, team, spec)
+        results["runs"][run["name"]] = _run(run, team, spec, probes)
     # Linux reports ru_maxrss in KiB.
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     out_path.write_text(json.dumps(results, indent=2))
     return 0
 
 
-def _run(run: dict[str, Any], team: Any, spec: dict[str, Any]) -> dict[str, Any]:
+@dataclass
+class Probes:
+    """This process's counters (see benchmarks.probes) and whether its server records runs."""
+
+    calls: ApiCalls
+    backoffs: Backoffs
+    records: bool
+
+    def watched(self, run: Callable[[], tuple[dict[str, Any], str | None, int]]) -> dict[str, Any]:
+        """Run a Prefect run and add what it cost on the API; then let the server catch up.
+
+        `run` returns its figures, its flow run id and how many task runs it made.
+        """
+        from benchmarks.probes import settle, summarise_calls
+
+        began = time.monotonic()
+        with self.calls.window() as calls:
+            figures, run_id, tasks = run()
+        ended = time.monotonic()
+        figures["api"] = summarise_calls(calls)
+        figures["api_requests"] = len(calls)
+        figures["client_backoffs"] = self.backoffs.between(began, ended)
+        if self.records and run_id is not None:
+            figures["recorded_after_s"] = asyncio.run(settle(run_id, tasks))
+        return figures
+
+
+def _run(run: dict[str, Any], team: Any, spec: dict[str, Any], probes: Probes) -> dict[str, Any]:
     from benchmarks.baselines import run_baseline
     from benchmarks.floor import empty_flow_calls, run_floor
     from tasks.build.planning import plan_phases
@@ -76,8 +114,13 @@ def _run(run: dict[str, Any], team: Any, spec: dict[str, Any]) -> dict[str, Any]
             "duration_s": baseline.duration_s,
         }
     if run["kind"] == "floor":
-        wall, inner = run_floor(plan)
-        return {"wall_s": round(wall, 4), "build_wall_s": round(inner, 4)}
+
+        def floor() -> tuple[dict[str, Any], str | None, int]:
+            wall, inner, run_id = run_floor(plan)
+            figures = {"wall_s": round(wall, 4), "build_wall_s": round(inner, 4)}
+            return figures, run_id, len(plan.order)
+
+        return probes.watched(floor)
     if run["kind"] == "empty_flows":
         return {name: round(seconds, 4) for name, seconds in empty_flow_calls().items()}
     if run["kind"] == "agentmill":
@@ -87,11 +130,11 @@ def _run(run: dict[str, Any], team: Any, spec: dict[str, Any]) -> dict[str, Any]
             for role in team.roles:
                 if role.id == changed:
                     role.instructions += " Revised: cover the edge cases too."
-        return {**_agentmill(run, team), "change_role": changed}
+        return {**probes.watched(lambda: _agentmill(run, team)), "change_role": changed}
     raise ValueError(f"unknown run kind {run['kind']!r}")
 
 
-def _agentmill(run: dict[str, Any], team: Any) -> dict[str, Any]:
+def _agentmill(run: dict[str, Any], team: Any) -> tuple[dict[str, Any], str | None, int]:
     """build_app as a user runs it: provider anthropic, the key and base URL from the env."""
     from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
 
@@ -114,7 +157,7 @@ def _agentmill(run: dict[str, Any], team: Any) -> dict[str, Any]:
         else:  # as the command line runs it: the async flow
             result = asyncio.run(abuild_app(**params, provider="anthropic"))
         wall = time.perf_counter() - started
-    return {
+    figures = {
         **_span(began),
         "wall_s": round(wall, 4),
         "build_wall_s": result.metrics.wall_s,
@@ -126,6 +169,7 @@ def _agentmill(run: dict[str, Any], team: Any) -> dict[str, Any]:
         "critical_path_measured_s": result.metrics.critical_path_s,
         "agents": [a.model_dump() for a in result.agents],
     }
+    return figures, result.run_id, len(result.agents)
 
 
 def _span(began: float) -> dict[str, float]:

@@ -1,10 +1,14 @@
 """Serve every agentmill flow from this process, with its schedule; no work pool needed.
 
-    python -m deployments.serve
+    python -m deployments.serve    # or: agentmill serve
 
-Needs the same credentials as the flows themselves: ANTHROPIC_API_KEY and
-GITHUB_TOKEN in this process's environment (or the block names as the flows'
-`credentials` parameters). `triage-issues` runs every 30 minutes on the
+Both make sure a Prefect API is up first (tasks.cli.serve: with no
+PREFECT_API_URL, a local server started with the time its first start needs).
+
+Needs the same credentials as the flows themselves, found when each run
+starts: the `anthropic` and `github` credentials blocks (or the names in the
+flows' `credentials` parameters), else ANTHROPIC_API_KEY and GITHUB_TOKEN in
+this process's environment. `triage-issues` runs every 30 minutes on the
 repository named by AGENTMILL_REPO; without it, its schedule stays paused,
 as in prefect.yaml, since it pushes branches and opens PRs on a real repository.
 """
@@ -12,6 +16,7 @@ as in prefect.yaml, since it pushes branches and opens PRs on a real repository.
 from __future__ import annotations
 
 import os
+import sys
 
 from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
@@ -41,6 +46,7 @@ def deployments() -> list[RunnerDeployment]:
             parameters={"repo": repo or "OWNER/NAME", "clone_dir": "out/issues"},
             cron=TRIAGE_CRON,
             paused=not repo,
+            concurrency_limit=1,  # as in prefect.yaml: two runs would share one clone
             tags=["agentmill"],
         ),
     ]
@@ -51,4 +57,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from tasks.cli.main import main as agentmill  # the API first, then main()
+
+    sys.exit(agentmill(["serve"]))

@@ -1,7 +1,8 @@
 """build_app: an idea in, a git repository with one commit per phase out.
 
-Needs: nothing for the offline model; for Claude, ANTHROPIC_API_KEY or an
-AnthropicCredentials block (the `credentials` parameter). A team other than
+Needs: nothing for the offline model; for Claude, an AnthropicCredentials
+block (named by the `credentials` parameter, default `anthropic`, loaded when
+the run starts) or ANTHROPIC_API_KEY. A team other than
 the built-in one is an AgentTeam block (the `team` parameter). The parameters
 are defined once, in `BuildRequest`.
 
@@ -34,11 +35,12 @@ from pydantic import BaseModel, Field, field_validator
 
 from blocks.team import AgentTeam
 from flows.run_phase import run_phase
+from tasks.agents.watch import tell
 from tasks.build.approval import PlanReview, review_text
 from tasks.build.commit import recover_interrupted_phase, refuse_moved_head
 from tasks.build.offline_script import build_reply
 from tasks.build.phases import ACTIVE_BUILD, Build
-from tasks.build.planning import Plan, aload_team, plan_phases
+from tasks.build.planning import Phase, Plan, aload_team, plan_phases
 from tasks.build.remote import RemoteBuild, clone_for_build, git_token
 from tasks.build.report import (
     AgentReport,
@@ -51,13 +53,14 @@ from tasks.build.report import (
 from tasks.build.store import Manifest, PhaseEntry, Store, now_iso
 from tasks.build.timeline import render_timeline
 from tasks.build.verify import Verification
+from tasks.build.watch import BUILD_WATCHER, BuildWatcher
 from tasks.common.aio import run_coroutine
+from tasks.common.credentials import DEFAULT_ANTHROPIC_BLOCK
 from tasks.common.errors import AgentmillError
 from tasks.common.git import head_commit, open_repo, refuse_unsafe_state, tree_of
 from tasks.common.logs import run_logger
 from tasks.common.parameters import (
     CheckedFlow,
-    parse_arguments,
     validate,
     with_parameters,
 )
@@ -128,9 +131,10 @@ class BuildRequest(BaseModel):
         default=False,
         description="Start from the current HEAD instead of the base recorded in the manifest.",
     )
-    credentials: str | None = Field(
-        default=None,
-        description="An AnthropicCredentials block to take the key from, not ANTHROPIC_API_KEY.",
+    credentials: str = Field(
+        default=DEFAULT_ANTHROPIC_BLOCK,
+        description="The AnthropicCredentials block to take the key from, loaded when the run "
+        "starts; if the default one is not saved, ANTHROPIC_API_KEY. Empty: the environment only.",
     )
     install_deps: bool = Field(
         default=False,
@@ -238,6 +242,7 @@ async def _build_in(
     plan: Plan,
     remote: RemoteBuild | None,
 ) -> BuildResult:
+    watcher = BUILD_WATCHER.get()
     workdir = prepare_workdir(remote.path if remote else Path(request.workdir))
     repo = open_repo(workdir)
     store = Store(workdir)
@@ -296,25 +301,30 @@ async def _build_in(
             store=store,
             manifest=manifest,
             install_deps=request.install_deps,
+            observers=(watcher,) if watcher else (),
         )
         if remote is not None:
             recorded_base = base_commit or base_tree
             build.after_commit = lambda sha: remote.push_phase(sha, recorded_base)
+        tell(watcher, "planned", build)
         started = time.perf_counter()
         if FlowRunContext.get() is not None:
-            build.progress_id = await acreate_progress_artifact(
+            build.progress.artifact_id = await acreate_progress_artifact(
                 progress=0.0, key="agentmill-progress", description="agents done"
             )
         warm = asyncio.ensure_future(_warm_client(endpoint))
         with ACTIVE_BUILD.use(build):
             phases = plan.phases
             outcomes: list[CommitRecord | BaseException | None] = []
-            if request.approve_plan:
-                outcomes.append(await _plan_until_approved(build))
-                phases = plan.phases[1:] if outcomes[0] is None else []
-            outcomes += await build.start_phases(
-                lambda phase: run_phase(phase=phase.name, roles=phase.roles), phases
-            )
+            try:
+                if request.approve_plan:
+                    outcomes.append(await _plan_until_approved(build))
+                    phases = plan.phases[1:] if outcomes[0] is None else []
+                outcomes += await build.start_phases(
+                    lambda phase: _run_phase(phase, watcher), phases
+                )
+            finally:
+                await build.progress.flush()  # the final count; no write left in flight
         wall = time.perf_counter() - started
         await warm
         failures = [o for o in outcomes if isinstance(o, BaseException)]
@@ -355,7 +365,7 @@ async def _plan_until_approved(build: Build) -> BaseException | None:
     build.no_starts_pending()
     while True:
         try:
-            await run_phase(phase=planning.name, roles=planning.roles)
+            await _run_phase(planning, BUILD_WATCHER.get())
         except Exception as exc:
             return exc
         form = PlanReview.with_initial_data(
@@ -374,6 +384,17 @@ async def _plan_until_approved(build: Build) -> BaseException | None:
         log.info("changes requested for the plan: %s", review.comment or "(no comment)")
         build.feedback.append(review.comment or "Revise the plan.")
         build.restart_phase(planning.name)
+
+
+async def _run_phase(phase: Phase, watcher: BuildWatcher | None) -> CommitRecord | None:
+    """The phase's subflow; a watcher hears how it ended."""
+    try:
+        record = await run_phase(phase=phase.name, roles=phase.roles)
+    except BaseException as exc:
+        tell(watcher, "phase_ended", phase.name, None, exc)
+        raise
+    tell(watcher, "phase_ended", phase.name, record, None)
+    return record
 
 
 async def _warm_client(endpoint: Endpoint) -> None:
@@ -434,29 +455,10 @@ async def _report(
 
 
 def main(argv: list[str] | None = None) -> int:
-    params = parse_arguments(
-        BuildRequest,
-        argv,
-        prog="python -m flows.build_app",
-        description="Build an idea with a team of Claude agents; one git commit per phase.",
-        positional=("idea",),
-    )
-    try:
-        result: BuildResult = asyncio.run(abuild_app(**params))
-    except BudgetExhausted as exc:
-        print(f"agentmill: {exc}", file=sys.stderr)
-        return 3
-    except AgentmillError as exc:  # ours say what to fix; anything else is a bug: traceback
-        print(f"agentmill: error: {exc}", file=sys.stderr)
-        return 1
-    m = result.metrics
-    print(
-        f"{result.status}: {m.commits} commits in {result.workdir}; {len(result.agents)} agents "
-        f"({m.cached_agents} cached), {m.model_requests} model requests, ${m.cost_usd:.4f}, "
-        f"wall {m.wall_s:.1f}s (critical path {m.critical_path_s:.1f}s); "
-        f"{result.verification.line()}; {m.cache.summary()}. Report: {result.report_path}"
-    )
-    return CHECKS_FAILED if result.verification.status == "failed" else 0
+    """`python -m flows.build_app`: the same command as `agentmill build` (tasks.cli.build)."""
+    from tasks.cli.build import main as build_main  # the CLI imports this module
+
+    return build_main(argv, prog="python -m flows.build_app")
 
 
 if __name__ == "__main__":

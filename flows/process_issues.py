@@ -1,10 +1,12 @@
 """process_issues: the open GitHub issues with a label in, one reviewed pull request each out.
 
-Needs: a GitHub token (GITHUB_TOKEN, or a GitHubCredentials block named by the
-`credentials` parameter) with contents, issues and pull-request write access;
-the API from the block, GITHUB_API_URL or the public API. For Claude,
-ANTHROPIC_API_KEY or an AnthropicCredentials block (`anthropic_credentials`);
-without a key the offline model writes placeholder code. The parameters are
+Needs: a GitHub token with contents, issues and pull-request write access: a
+GitHubCredentials block (the `credentials` parameter, default `github`) or
+GITHUB_TOKEN; the API from the block, GITHUB_API_URL or the public API. For
+Claude, an AnthropicCredentials block (`anthropic_credentials`, default
+`anthropic`) or ANTHROPIC_API_KEY; without a key the offline model writes
+placeholder code. Blocks are loaded when the run starts, never when a
+deployment is made. The parameters are
 defined once, in `IssuesRequest`.
 
     python -m flows.process_issues --repo OWNER/NAME --label agent:ready \\
@@ -28,12 +30,12 @@ from prefect import Flow
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from flows.resolve_issue import ACTIVE_ISSUE_RUN, ExistingPR, IssueRun, resolve_issue
+from tasks.agents.watch import tell
 from tasks.common.aio import run_coroutine
-from tasks.common.errors import AgentmillError
+from tasks.common.credentials import DEFAULT_ANTHROPIC_BLOCK, DEFAULT_GITHUB_BLOCK
 from tasks.common.logs import run_logger
 from tasks.common.parameters import (
     CheckedFlow,
-    parse_arguments,
     validate,
     with_parameters,
 )
@@ -44,11 +46,12 @@ from tasks.issues.clone import GitAuth, branch_for, open_clone
 from tasks.issues.github import REPO_PATTERN, EtagCache, GitHub, Issue, resolve_github
 from tasks.issues.offline_script import issue_reply
 from tasks.issues.report import IssueResult, IssuesSummary, ProgressReporter
+from tasks.issues.watch import ISSUES_WATCHER
 from tasks.model.endpoint import (
     Endpoint,
     ProviderChoice,
     announce,
-    resolve_endpoint,
+    aresolve_endpoint,
     use_endpoint,
 )
 
@@ -75,17 +78,20 @@ class IssuesRequest(BaseModel):
     clone_dir: str = Field(
         default="work", description="Where the clone and the per-issue worktrees live."
     )
-    credentials: str | None = Field(
-        default=None,
-        description="A GitHubCredentials block; default GITHUB_TOKEN (and GITHUB_API_URL).",
+    credentials: str = Field(
+        default=DEFAULT_GITHUB_BLOCK,
+        description="The GitHubCredentials block to take the token from, loaded when the run "
+        "starts; if the default one is not saved, GITHUB_TOKEN (and GITHUB_API_URL).",
     )
     provider: ProviderChoice = Field(
         default="auto",
         description="auto: Claude when a key is available, else the offline model; or "
         "anthropic, or offline.",
     )
-    anthropic_credentials: str | None = Field(
-        default=None, description="An AnthropicCredentials block; default ANTHROPIC_API_KEY."
+    anthropic_credentials: str = Field(
+        default=DEFAULT_ANTHROPIC_BLOCK,
+        description="The AnthropicCredentials block, loaded when the run starts; if the default "
+        "one is not saved, ANTHROPIC_API_KEY.",
     )
     review_threshold: int = Field(
         default=80, ge=0, le=100, description="Below this review score (0-100) the PR is a draft."
@@ -130,8 +136,9 @@ process_issues: Flow[..., IssuesSummary] = CheckedFlow(
 async def _process(request: IssuesRequest) -> IssuesSummary:
     log = run_logger("agentmill.process_issues")
     run_id = flow_run_id()
-    auth = resolve_github(request.credentials)
-    endpoint = resolve_endpoint(request.provider, request.anthropic_credentials, issue_reply)
+    watcher = ISSUES_WATCHER.get()
+    auth = await resolve_github(request.credentials)
+    endpoint = await aresolve_endpoint(request.provider, request.anthropic_credentials, issue_reply)
     announce(endpoint, log, OFFLINE_WORK)
     owner, name = request.repo.split("/")
     root = await asyncio.to_thread(Path(request.clone_dir).resolve)
@@ -142,6 +149,7 @@ async def _process(request: IssuesRequest) -> IssuesSummary:
         fork = await gh.get_repo(request.push_to) if request.push_to else None
         issues = await gh.list_issues(request.repo, request.label)
         cache.save()
+        tell(watcher, "listed", request.repo, endpoint.provider, issues, request.concurrency)
         log.info(
             "%d open issue(s) labelled %r in %s (%d GitHub request(s), %d not modified)",
             len(issues), request.label, request.repo, gh.stats.requests, gh.stats.not_modified,
@@ -168,6 +176,7 @@ async def _process(request: IssuesRequest) -> IssuesSummary:
                     provider=endpoint.provider,
                     review_threshold=request.review_threshold,
                     existing_pr=request.existing_pr,
+                    watcher=watcher,
                     head_owner=(fork or repository).owner,
                     protected_dirs={} if request.allow_github_changes else PROTECTED_DIRS,
                 )
@@ -212,6 +221,7 @@ async def _work(
             await run.wait_started(issues[index - 1].number)
         async with slots:
             began = time.perf_counter()
+            tell(run.watcher, "issue_started", issue.number)
             try:
                 result = await resolve_issue(issue=issue, repo=run.repo)
             except Exception as exc:  # one issue's failure is its own; the others go on
@@ -220,6 +230,7 @@ async def _work(
             result.started_s = round(began - clock, 3)
             result.duration_s = round(time.perf_counter() - began, 3)
         await reporter.report(result)
+        tell(run.watcher, "issue_finished", result)
         return result
 
     return list(await asyncio.gather(*(one(i, issue) for i, issue in enumerate(issues))))
@@ -248,22 +259,10 @@ def _own_secrets(token: SecretStr, endpoint: Endpoint) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    params = parse_arguments(
-        IssuesRequest,
-        argv,
-        prog="python -m flows.process_issues",
-        description="Work labelled GitHub issues into reviewed pull requests with Claude agents.",
-    )
-    try:
-        summary = process_issues(**params)
-    except AgentmillError as exc:  # ours say what to fix; anything else is a bug: traceback
-        print(f"agentmill: error: {exc}", file=sys.stderr)
-        return 1
-    print(summary.line())
-    for result in summary.issues:
-        where = result.pr_url or result.error or ""
-        print(f"  #{result.number} {result.status}: {where}")
-    return 1 if summary.failed else 0
+    """`python -m flows.process_issues`: the same as `agentmill issues` (tasks.cli.issues)."""
+    from tasks.cli.issues import main as issues_main  # the CLI imports this module
+
+    return issues_main(argv, prog="python -m flows.process_issues")
 
 
 if __name__ == "__main__":

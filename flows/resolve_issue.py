@@ -21,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
 from tasks.agents.changes import merge_changes, refuse_protected
+from tasks.agents.graph import GraphHooks
 from tasks.agents.output import AgentOutput, refuse_secrets, trailer_lines
 from tasks.common.context import Scoped
 from tasks.common.gitignore import refuse_ignored
@@ -57,6 +58,7 @@ from tasks.issues.team import (
     review_role,
     triage_role,
 )
+from tasks.issues.watch import IssuesWatcher
 from tasks.issues.work import IssueAgents, Tally
 from tasks.model.endpoint import Provider
 
@@ -80,6 +82,7 @@ class IssueRun:
     protected_dirs: dict[str, str] = field(default_factory=dict)
     tallies: dict[int, Tally] = field(default_factory=dict)
     started: dict[int, asyncio.Event] = field(default_factory=dict)
+    watcher: IssuesWatcher | None = None  # a bystander in this process (the terminal view)
 
     @property
     def pr_owner(self) -> str:
@@ -88,6 +91,10 @@ class IssueRun:
 
     def tally(self, issue: int) -> Tally:
         return self.tallies.setdefault(issue, Tally())
+
+    def observers_of(self, issue: int) -> tuple[GraphHooks, ...]:
+        """What hears the issue's agents besides its tally: the watcher's hooks, if any."""
+        return (self.watcher.agents(issue),) if self.watcher else ()
 
     def mark_started(self, issue: int) -> None:
         self.started.setdefault(issue, asyncio.Event()).set()
@@ -132,6 +139,7 @@ async def resolve_issue(issue: Issue, repo: str) -> IssueResult:
         workdir=str(run.clone.path),  # agents read git objects, shared by every worktree
         provider=run.provider,
         tally=run.tally(issue.number),
+        observers=run.observers_of(issue.number),
         protected_dirs=run.protected_dirs,
     )
 

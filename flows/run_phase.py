@@ -1,8 +1,10 @@
 """run_phase: one phase of a build, as a subflow of build_app.
 
-Every phase subflow starts at once; inside, each agent waits only for its own
-dependencies (which may sit in an earlier phase's subflow), then the phase
-commits after the phase before it. Needs: an active build (run it via build_app).
+Every phase subflow is created before the first agent runs; then each agent
+waits only for its own dependencies (which may sit in an earlier phase's
+subflow), the phase's checks run once its agents are done, the phase commits
+after the phase before it, and the subflow ends with its commit. Needs: an
+active build (run it via build_app).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ async def run_phase(phase: str, roles: list[str]) -> CommitRecord | None:
     check tasks and fix agents show under this subflow.
     """
     build = current_build()
-    build.phase_started(phase)
+    await build.phase_running(phase)  # until every phase subflow exists: see Build.start_phases
     nodes = [*roles, checks_id(phase)]
     results = await asyncio.gather(*(build.run_role(r) for r in nodes), return_exceptions=True)
     # The checks do not run when an agent failed: that agent's error is the phase's.
@@ -35,4 +37,4 @@ async def run_phase(phase: str, roles: list[str]) -> CommitRecord | None:
     try:
         return await build.finish_phase(phase, errors)
     finally:
-        await build.phase_starts_done()  # see there: keeps this run's end off the next's creation
+        await build.phase_ending(phase)  # the progress artifact waits for this run's end

@@ -4,7 +4,8 @@ The agents run in the one scheduler (`tasks.agents.graph`): each starts when
 its own dependencies finish, wherever they are in the plan. Commits are the
 only ordered step: a phase commits once its agents are done and the phase
 before it has committed. This module keeps the build's record as agents
-land: the manifest, the Prefect events and the progress artifact.
+land: the manifest, the Prefect events and the progress artifact. Every
+phase subflow exists before the first agent runs (see `Build.start_phases`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
-from uuid import UUID
 
-from prefect.artifacts import aupdate_progress_artifact
 from prefect.client.schemas.objects import State
 from prefect.utilities.annotations import quote
 
@@ -26,9 +25,11 @@ from blocks.team import AgentTeam, Role, checks_id
 from tasks.agents.graph import AgentGraph, Finished, GraphHooks, Node
 from tasks.agents.job import AgentJob, agent_settings
 from tasks.agents.output import AgentOutput
+from tasks.agents.watch import Observed, tell
 from tasks.build.commit import commit_phase
 from tasks.build.events import emit_agent_event, emit_phase_committed
 from tasks.build.planning import Phase, Plan
+from tasks.build.progress import Progress
 from tasks.build.report import AgentReport, CommitRecord
 from tasks.build.store import AgentEntry, Manifest, PhaseEntry, Store, now_iso
 from tasks.build.verify import (
@@ -43,6 +44,7 @@ from tasks.build.verify import (
     pointed_at,
     run_check,
 )
+from tasks.build.watch import BuildWatcher
 from tasks.common.context import Scoped
 from tasks.common.errors import AgentmillError
 from tasks.common.git import list_tree, read_blobs
@@ -91,8 +93,10 @@ class Build(GraphHooks):
     base_tree: str
     store: Store
     manifest: Manifest
-    progress_id: UUID | None = None
+    progress: Progress = field(init=False)
     feedback: list[str] = field(default_factory=list)
+    # Bystanders in this process (the terminal view): they hear every graph hook after us.
+    observers: tuple[GraphHooks, ...] = ()
     clock_start: float = field(default_factory=time.perf_counter)
     install_deps: bool = False
     # Called with each phase commit before the next phase may commit: a build on a remote
@@ -105,9 +109,9 @@ class Build(GraphHooks):
     fix_owner: dict[str, str] = field(default_factory=dict)  # fix agent -> the role it fixes
     graph: AgentGraph = field(init=False)
     _phase_done: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
-    _phase_started: dict[str, asyncio.Event] = field(default_factory=dict)
-    _progress_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _starts_done: asyncio.Event = field(default_factory=asyncio.Event)
+    _phase_running: dict[str, asyncio.Event] = field(default_factory=dict)
+    _all_running: asyncio.Event = field(default_factory=asyncio.Event)
+    _subflows: dict[str, asyncio.Future[Any]] = field(default_factory=dict)  # phase -> call
 
     def __post_init__(self) -> None:
         loop = asyncio.get_running_loop()
@@ -116,7 +120,7 @@ class Build(GraphHooks):
             idea=self.idea,
             base_tree=self.base_tree,
             workdir=str(self.workdir),
-            hooks=self,
+            hooks=Observed(self, *self.observers),
         )
         for node_id in self.plan.nodes:  # topological: dependencies are added first
             if node_id in self.plan.checks:
@@ -133,29 +137,44 @@ class Build(GraphHooks):
             self.graph.add(Node(role=role, settings=settings, feedback=feedback))
             self.manifest.agents[node_id] = AgentEntry(phase=role.phase)
         self._phase_done = {p.name: loop.create_future() for p in self.plan.phases}
-        self._phase_started = {p.name: asyncio.Event() for p in self.plan.phases}
+        self._phase_running = {p.name: asyncio.Event() for p in self.plan.phases}
+        self.progress = Progress(None, len(self.plan.order))
 
     async def start_phases(
         self, start: Callable[[Phase], Awaitable[T]], phases: list[Phase]
     ) -> list[T | BaseException]:
-        """Start every phase subflow, each as soon as the one before it is running.
+        """Create every phase subflow, one after another, before any agent runs; then run all.
 
-        All phases run at the same time; only their starts are spaced, because
-        concurrent flow-run creation on a SQLite-backed Prefect server hits
-        "database is locked" and the client then backs off for seconds.
+        On a SQLite-backed Prefect server, creating a flow run (and the task run
+        that stands for it in the parent) reads, then writes, in one deferred
+        transaction: any write landing in between (an agent's task-run states, a
+        progress update, another subflow's final state, a batch of logs) fails it
+        with "database is locked", and the Prefect client tries again only after
+        2 s, then 4, 8, 16 and 32 s. So the subflows are created back to back,
+        never two at once, while nothing of the build writes: each subflow's
+        agents wait in `phase_running` until the last one exists, and the
+        progress artifact is held. After that nothing waits on anything but the
+        graph: a subflow ends as soon as its phase has committed (and the
+        progress artifact is held again while it writes its final state: see
+        `phase_ending`).
         """
         runs: list[asyncio.Task[T]] = []
-        self._starts_done.clear()
+        self._all_running.clear()
         try:
-            for phase in phases:
-                run = asyncio.ensure_future(start(phase))
-                runs.append(run)
-                started = asyncio.ensure_future(self._phase_started[phase.name].wait())
-                await asyncio.wait([run, started], return_when=asyncio.FIRST_COMPLETED)
-                started.cancel()
+            async with self.progress.held():
+                for phase in phases:
+                    run = asyncio.ensure_future(start(phase))
+                    runs.append(run)
+                    self._subflows[phase.name] = run
+                    running = asyncio.ensure_future(self._phase_running[phase.name].wait())
+                    await asyncio.wait([run, running], return_when=asyncio.FIRST_COMPLETED)
+                    running.cancel()
         finally:
-            self._starts_done.set()
-        return await asyncio.gather(*runs, return_exceptions=True)
+            self._all_running.set()
+        try:
+            return await asyncio.gather(*runs, return_exceptions=True)
+        finally:
+            self._subflows.clear()
 
     def restart_phase(self, phase: str) -> None:
         """Make a committed phase runnable again (the approval gate sent it back)."""
@@ -168,36 +187,52 @@ class Build(GraphHooks):
             self.runs.pop(role_id, None)
             self.manifest.agents[role_id] = AgentEntry(phase=phase)
         self._phase_done[phase] = loop.create_future()
-        self._phase_started[phase] = asyncio.Event()
+        self._phase_running[phase] = asyncio.Event()
 
     def outputs_of(self, phase: str) -> list[AgentOutput]:
         runs = (self.runs.get(r) for r in self._roles_of(phase))
         return [run.output for run in runs if run and run.output]
 
-    def phase_started(self, phase: str) -> None:
-        self._phase_started[phase].set()
+    async def phase_running(self, phase: str) -> None:
+        """A phase subflow's first step: say it runs, then wait until every phase subflow does.
+
+        Its agents start only then, so no write of theirs races a subflow's
+        creation (see `start_phases`); a phase that runs alone (the approval
+        gate's planning) does not wait.
+        """
+        self._phase_running[phase].set()
+        await self._all_running.wait()
+
+    async def phase_ending(self, phase: str) -> None:
+        """A phase subflow's last step: hold the progress artifact until its final state is in.
+
+        The subflow's call (started by `start_phases`) returns once Prefect has
+        written that state, so the hold ends then; a write already in flight
+        finishes first. So no progress write of the build overlaps a flow-run
+        write of the build, the pair that wedged a SQLite server for a minute.
+        """
+        run = self._subflows.get(phase)
+        if run is None or run.done():
+            return  # a phase run on its own (the approval gate's planning)
+        release = self.progress.hold()
+        run.add_done_callback(lambda _: release())
+        await self.progress.idle()
 
     def no_starts_pending(self) -> None:
-        """A phase runs alone (the approval gate's planning): its end needs no holding."""
-        self._starts_done.set()
-
-    async def phase_starts_done(self) -> None:
-        """Wait until every phase subflow has been created (or failed to be).
-
-        A phase subflow holds its return (its final state write) until then:
-        the server's flow-run insert reads before it writes in a deferred
-        SQLite transaction, so a state write landing in between fails it with
-        "database is locked", and the client retries only after 2 s. Commits
-        are not held: only the subflow's own end waits, which takes no time
-        from the build unless every agent of the phase finished first.
-        """
-        await self._starts_done.wait()
+        """A phase runs alone (the approval gate's planning): no other subflow is being created."""
+        self._all_running.set()
 
     async def run_role(self, role_id: str) -> AgentOutput:
         """Wait for this role's dependencies, then run (or fetch from cache) its agent."""
         return await self.graph.run(role_id)
 
     # -- verification ------------------------------------------------------------
+
+    def _tell_watchers(self, method: str, *args: object) -> None:
+        """What the checks do, for a watcher of the build (no agent hook reports a step)."""
+        for observer in self.observers:
+            if isinstance(observer, BuildWatcher):
+                tell(observer, method, *args)
 
     async def verify_phase(self, phase: str) -> AgentOutput:
         """Run the phase's checks on its candidate tree; fix, at most `fix_rounds` times.
@@ -220,6 +255,7 @@ class Build(GraphHooks):
             for number in range(1, self.team.fix_rounds + 2):
                 tree = CandidateTree(str(self.workdir), self.base_tree, (*layers, dict(fixed)))
                 began = time.perf_counter() - self.clock_start
+                self._tell_watchers("checking", phase, number)
                 checks = await self._run_checks(tree, phase)
                 if not checks:
                     break
@@ -245,6 +281,8 @@ class Build(GraphHooks):
                     fixed.update(output.files)
         verdict = Verification.of(rounds)
         self.verification = Verification.of([*self.verification.rounds, *rounds])
+        if rounds:
+            self._tell_watchers("checked", phase, verdict)
         output = AgentOutput(
             role=node,
             summary=f"{phase}: {verdict.line()}",
@@ -436,17 +474,9 @@ class Build(GraphHooks):
         entry.status, entry.error = "skipped", error
 
     async def settled(self, role_id: str) -> None:
-        """Move the run's progress artifact; a UI watcher sees each agent land."""
-        if self.progress_id is None:
-            return
-        async with self._progress_lock:  # counted inside the lock: the last write is the latest
-            agents = self.manifest.agents.values()
-            settled = sum(1 for e in agents if e.status in _SETTLED)
-            await aupdate_progress_artifact(
-                self.progress_id,
-                progress=round(100 * settled / len(agents), 1),
-                description=f"{settled} of {len(agents)} agents done",
-            )
+        """Move the run's progress artifact; a UI watcher sees agents land (see `Progress`)."""
+        agents = self.manifest.agents.values()  # fix agents and checks join as they are added
+        self.progress.update(sum(1 for e in agents if e.status in _SETTLED), len(agents))
 
     # -- commits ---------------------------------------------------------------
 

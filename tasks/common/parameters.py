@@ -110,16 +110,24 @@ def command_line(
     description: str,
     positional: Sequence[str] = (),
 ) -> argparse.ArgumentParser:
-    """An argparse parser with one option per field (`--budget-usd` for `budget_usd`).
+    """An argparse parser with one option per field (see `add_arguments`)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_arguments(parser, model, positional)
+    return parser
+
+
+def add_arguments(
+    parser: argparse.ArgumentParser, model: type[BaseModel], positional: Sequence[str] = ()
+) -> None:
+    """One option per field (`--budget-usd` for `budget_usd`), on any parser or subcommand.
 
     Booleans are flags, Literals are choices, optional fields default to
     None; help texts are the fields' descriptions, with the default.
     """
-    parser = argparse.ArgumentParser(prog=prog, description=description)
     for name, field in model.model_fields.items():
         kind, optional = _plain(field.annotation)
         help_text = field.description or ""
-        if not field.is_required() and field.default not in (None, False):
+        if not field.is_required() and field.default not in (None, False, ""):
             help_text += f" (default {field.default})"
         if name in positional:
             parser.add_argument(name, help=help_text)
@@ -140,7 +148,18 @@ def command_line(
                 dest=name,
                 help=help_text,
             )
-    return parser
+
+
+def checked_arguments(
+    parser: argparse.ArgumentParser, model: type[BaseModel], args: argparse.Namespace
+) -> dict[str, Any]:
+    """The model's fields out of parsed `args`, checked; a refusal is a usage error (exit 2)."""
+    params = {name: getattr(args, name) for name in model.model_fields}
+    try:
+        validate(model, params)
+    except InvalidParameters as exc:
+        parser.error(str(exc))
+    return params
 
 
 def _plain(annotation: Any) -> tuple[Any, bool]:
@@ -152,21 +171,3 @@ def _plain(annotation: Any) -> tuple[Any, bool]:
         if len(members) == 1:
             return _plain(members[0])[0], True
     return annotation, False
-
-
-def parse_arguments(
-    model: type[BaseModel],
-    argv: Sequence[str] | None,
-    *,
-    prog: str,
-    description: str,
-    positional: Sequence[str] = (),
-) -> dict[str, Any]:
-    """The flow's parameters from the command line, checked; a refusal is a usage error (exit 2)."""
-    parser = command_line(model, prog=prog, description=description, positional=positional)
-    params = vars(parser.parse_args(argv))
-    try:
-        validate(model, params)
-    except InvalidParameters as exc:
-        parser.error(str(exc))
-    return params

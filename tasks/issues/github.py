@@ -32,6 +32,8 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field, SecretStr
 
+from blocks.credentials import GitHubCredentials
+from tasks.common.credentials import DEFAULT_GITHUB_BLOCK, load_credentials
 from tasks.common.errors import AgentmillError
 from tasks.common.logs import run_logger
 from tasks.common.retry import Backoff, Transient, retrying
@@ -61,27 +63,27 @@ class GitHubAuth:
     api_url: str = DEFAULT_API_URL
 
 
-def resolve_github(credentials_block: str | None = None) -> GitHubAuth:
-    """Token and API URL: the named GitHubCredentials block, else GITHUB_TOKEN, GITHUB_API_URL."""
-    api_url = os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL
-    if credentials_block:
-        from blocks.credentials import GitHubCredentials
+async def resolve_github(credentials_block: str = DEFAULT_GITHUB_BLOCK) -> GitHubAuth:
+    """Token and API URL at run time: the named GitHubCredentials block, else GITHUB_TOKEN.
 
-        try:
-            creds = GitHubCredentials.load(credentials_block)
-        except ValueError as exc:
-            raise GitHubError(
-                f"no GitHubCredentials block named {credentials_block!r}; create it in the "
-                "Prefect UI (Blocks) or with GitHubCredentials(token=...).save(name)"
-            ) from exc
-        token = creds.token.get_secret_value()  # type: ignore[union-attr]
-        api_url = creds.api_url or api_url  # type: ignore[union-attr]
+    The block is loaded when the run starts (see tasks.common.credentials), so a
+    token saved or rotated in it is used by the next run without redeploying;
+    the API is the block's `api_url`, else GITHUB_API_URL, else the public API.
+    """
+    api_url = os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL
+    creds = await load_credentials(
+        GitHubCredentials, credentials_block, default_name=DEFAULT_GITHUB_BLOCK
+    )
+    if creds is not None:
+        token = creds.token.get_secret_value()
+        api_url = creds.api_url or api_url
     else:
         token = os.environ.get("GITHUB_TOKEN", "")
     if not token.strip():
         raise GitHubError(
-            "no GitHub token: set GITHUB_TOKEN, or name a GitHubCredentials block in the "
-            "credentials parameter (the token needs contents, issues and pull-request access)"
+            f"no GitHub token: set GITHUB_TOKEN, or save a GitHubCredentials block named "
+            f"{DEFAULT_GITHUB_BLOCK!r} (or the name in the credentials parameter); the token "
+            "needs contents, issues and pull-request access"
         )
     return GitHubAuth(token=SecretStr(token.strip()), api_url=api_url.rstrip("/"))
 

@@ -17,6 +17,7 @@ from typing import Any
 from blocks.team import Role
 from tasks.agents.graph import AgentGraph, Finished, GraphHooks, Node
 from tasks.agents.output import AgentOutput
+from tasks.agents.watch import Observed
 from tasks.issues.team import IssuePlan, code_role, fix_role, settings_for
 from tasks.model.endpoint import Provider
 
@@ -54,6 +55,7 @@ class IssueAgents:
         workdir: str,
         provider: Provider,
         tally: Tally,
+        observers: tuple[GraphHooks, ...] = (),
         protected_dirs: dict[str, str] | None = None,
     ) -> None:
         self.tally = tally
@@ -62,7 +64,7 @@ class IssueAgents:
             idea=brief,
             base_tree=base_tree,
             workdir=workdir,
-            hooks=tally,
+            hooks=Observed(tally, *observers),
             protected_dirs=dict(protected_dirs or {}),
         )
 

@@ -1,9 +1,10 @@
 """Where model requests go: Claude with a key, or the offline model with a script.
 
-A flow resolves its endpoint once (a key from the named credentials block or
-ANTHROPIC_API_KEY means Claude) and makes it current with `use_endpoint`;
-agent tasks find it there. The key travels in the endpoint, never as a task
-parameter or in a cache key, and `repr` never shows it (SecretStr).
+A flow resolves its endpoint once, when its run starts (a key from the named
+credentials block, else ANTHROPIC_API_KEY, means Claude) and makes it current
+with `use_endpoint`; agent tasks find it there. The key travels in the
+endpoint, never as a task parameter or in a cache key, and `repr` never shows
+it (SecretStr).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 
+from blocks.credentials import AnthropicCredentials
 from tasks.common.context import Scoped
+from tasks.common.credentials import DEFAULT_ANTHROPIC_BLOCK, load_credentials
 from tasks.common.errors import AgentmillError
 
 ProviderChoice = Literal["auto", "anthropic", "offline"]
@@ -38,6 +41,8 @@ class Endpoint:
     base_url: str | None = None
     api_key: SecretStr | None = field(default=None, compare=False)
     offline_script: OfflineScript | None = field(default=None, compare=False, repr=False)
+    # Where the key came from ("block 'anthropic'", "ANTHROPIC_API_KEY"): never the key itself.
+    key_source: str = field(default="", compare=False)
 
     @property
     def script_name(self) -> str:
@@ -49,67 +54,61 @@ _ENDPOINT: Scoped[Endpoint | None] = Scoped("endpoint", None)
 
 
 def resolve_endpoint(
-    choice: ProviderChoice,
-    credentials_block: str | None = None,
-    offline_script: OfflineScript | None = None,
+    choice: ProviderChoice, offline_script: OfflineScript | None = None
 ) -> Endpoint:
-    """Pick the provider: a key from the named block or ANTHROPIC_API_KEY means Claude.
+    """Pick the provider from the environment alone: ANTHROPIC_API_KEY means Claude.
 
-    Loads the block synchronously: call it from sync code (or a sync flow); async
-    code awaits `aresolve_endpoint`, because Prefect's `Block.load` returns a
-    coroutine inside an async flow.
+    For code outside a flow (an agent task run on its own); flows await
+    `aresolve_endpoint`, which looks at the named credentials block first.
     """
-    creds = None
-    if credentials_block:
-        from blocks.credentials import AnthropicCredentials
-
-        try:
-            creds = AnthropicCredentials.load(credentials_block, _sync=True)  # type: ignore[call-arg]
-        except ValueError as exc:
-            raise _no_block(credentials_block) from exc
-    return _endpoint(choice, creds, offline_script)
+    return _endpoint(choice, None, "", offline_script)
 
 
 async def aresolve_endpoint(
     choice: ProviderChoice,
-    credentials_block: str | None = None,
+    credentials_block: str = DEFAULT_ANTHROPIC_BLOCK,
     offline_script: OfflineScript | None = None,
 ) -> Endpoint:
-    """`resolve_endpoint` for async code: the credentials block is loaded with `aload`."""
+    """Pick the provider at run time: the named block's key, else ANTHROPIC_API_KEY, else offline.
+
+    The block is loaded now, not when a deployment is made (see
+    tasks.common.credentials): a key saved or rotated in the block is used by
+    the next run. `offline` looks nothing up.
+    """
     creds = None
-    if credentials_block:
-        from blocks.credentials import AnthropicCredentials
-
-        try:
-            creds = await AnthropicCredentials.aload(credentials_block)
-        except ValueError as exc:
-            raise _no_block(credentials_block) from exc
-    return _endpoint(choice, creds, offline_script)
+    if choice != "offline":
+        creds = await load_credentials(
+            AnthropicCredentials, credentials_block, default_name=DEFAULT_ANTHROPIC_BLOCK
+        )
+    return _endpoint(choice, creds, credentials_block.strip(), offline_script)
 
 
-def _no_block(name: str) -> ModelCallError:
-    return ModelCallError(
-        f"no AnthropicCredentials block named {name!r}; create it in the "
-        "Prefect UI (Blocks) or with AnthropicCredentials(api_key=...).save(name)"
-    )
-
-
-def _endpoint(choice: ProviderChoice, creds: Any, offline_script: OfflineScript | None) -> Endpoint:
+def _endpoint(
+    choice: ProviderChoice,
+    creds: AnthropicCredentials | None,
+    block_name: str,
+    offline_script: OfflineScript | None,
+) -> Endpoint:
     key: str | None = None
     base_url = os.environ.get("ANTHROPIC_BASE_URL") or None
     if creds is not None:
         key = creds.api_key.get_secret_value()
         base_url = creds.base_url or base_url
+        source = f"block {block_name!r}"
     else:
         key = os.environ.get("ANTHROPIC_API_KEY") or None
+        source = "ANTHROPIC_API_KEY"
     if choice == "offline" or (choice == "auto" and not key):
         return Endpoint(provider="offline", offline_script=offline_script)
     if not key:
         raise ModelCallError(
-            "provider 'anthropic' needs an API key: set ANTHROPIC_API_KEY, or name an "
-            "AnthropicCredentials block in the credentials parameter, or use provider 'offline'"
+            "provider 'anthropic' needs an API key: set ANTHROPIC_API_KEY, or save an "
+            f"AnthropicCredentials block named {DEFAULT_ANTHROPIC_BLOCK!r} (or the name in the "
+            "credentials parameter), or use provider 'offline'"
         )
-    return Endpoint(provider="anthropic", base_url=base_url, api_key=SecretStr(key))
+    return Endpoint(
+        provider="anthropic", base_url=base_url, api_key=SecretStr(key), key_source=source
+    )
 
 
 @contextmanager
@@ -137,9 +136,13 @@ def announce(
     if endpoint.provider == "offline":
         log.warning(
             "OFFLINE MODEL: no Anthropic API key, so the team runs on agentmill's scripted "
-            "offline model and writes %s. Set ANTHROPIC_API_KEY (or name an "
-            "AnthropicCredentials block) to run it on Claude.",
+            "offline model and writes %s. Set ANTHROPIC_API_KEY (or save an "
+            "AnthropicCredentials block named 'anthropic') to run it on Claude.",
             work,
         )
     else:
-        log.info("provider anthropic at %s", endpoint.base_url or "the public API")
+        log.info(
+            "provider anthropic at %s, key from %s",
+            endpoint.base_url or "the public API",
+            endpoint.key_source,
+        )

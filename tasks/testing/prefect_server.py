@@ -54,9 +54,11 @@ class PrefectServer:
         self,
         services_off: tuple[str, ...] = QUIET_OFF,
         root: Path | None = None,
+        settings: dict[str, str] | None = None,
         database_url: str | None = None,
     ) -> None:
         self.services_off = services_off
+        self.settings = dict(settings or {})  # more server settings, e.g. a scheduler loop
         # None: SQLite in the server's home; else a PostgreSQL URL (tasks.testing.postgres).
         self.database_url = database_url
         self.services_on = tuple(s for s in ALL_SERVICES if s not in services_off)
@@ -78,6 +80,7 @@ class PrefectServer:
             # about 2 s) so the report can count them.
             "PREFECT_API_LOG_RETRYABLE_ERRORS": "true",
             **{f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false" for name in self.services_off},
+            **self.settings,
         }
         if self.database_url:
             env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url

@@ -37,7 +37,9 @@ def test_the_ledger_shows_what_caching_read_wrote_and_saved(
 ) -> None:
     workdir = tmp_path / "app"
     assert main([unique_idea, "--workdir", str(workdir), "--provider", "anthropic"]) == 0
-    line = capsys.readouterr().out.strip().splitlines()[-1]
+    # The summary table's prompt-cache row (tasks.cli.summary)
+    out = capsys.readouterr().out
+    line = next(row for row in out.splitlines() if row.startswith("prompt cache"))
     report = json.loads((workdir / ".tasks" / "report.json").read_text())
     metrics = report["metrics"]
     cache = CacheLedger.model_validate(metrics["cache"])
@@ -68,11 +70,11 @@ def test_the_ledger_shows_what_caching_read_wrote_and_saved(
     markdown = (workdir / ".tasks" / "report.md").read_text()  # also the run's artifact
     assert f"Prompt cache: {cache.hit_ratio:.0%} of prompt tokens read from the cache" in markdown
     assert "| claude-haiku-5-5 |" in markdown and "| cache hit | saved USD |" in markdown
-    assert f"cache {cache.hit_ratio:.0%} of input read" in line
+    assert f"  {cache.hit_ratio:.0%} of input read" in line
     assert f"saved ${cache.saved_usd:.4f} of ${cache.uncached_cost_usd:.4f} uncached" in line
 
     # A rerun is all Prefect cache hits: no request, so nothing read, written or saved.
     assert main([unique_idea, "--workdir", str(workdir), "--provider", "anthropic"]) == 0
     rerun = json.loads((workdir / ".tasks" / "report.json").read_text())["metrics"]
     assert rerun["model_requests"] == 0 and rerun["cache"] == CacheLedger().model_dump()
-    assert "cache 0% of input read (0 read, 0 written)" in capsys.readouterr().out
+    assert "  0% of input read (0 read, 0 written)" in capsys.readouterr().out

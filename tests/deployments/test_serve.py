@@ -14,6 +14,7 @@ def test_serve_offers_every_flow_with_its_schedule(monkeypatch: pytest.MonkeyPat
     triage = by_name["triage-issues"]
     assert [s.schedule.cron for s in triage.schedules] == [TRIAGE_CRON]  # type: ignore[union-attr]
     assert triage.paused is True
+    assert triage.concurrency_limit == 1  # one run at a time on the shared clone
 
     monkeypatch.setenv("AGENTMILL_REPO", "octo/app")
     triage = {d.name: d for d in deployments()}["triage-issues"]

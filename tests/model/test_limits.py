@@ -101,10 +101,11 @@ def test_the_fake_answers_429_with_retry_after_past_its_per_model_limit() -> Non
 
 def test_limits_apply_show_and_clear_on_the_server(capsys: pytest.CaptureFixture[str]) -> None:
     from tasks.cli.limits import main
+    from tasks.cli.main import main as agentmill
     from tasks.model.limits import fleet_limits, forget_limits
 
     try:
-        assert main(["apply", "--rpm", "haiku=50", "--in-flight", "haiku=4"]) == 0
+        assert agentmill(["limits", "apply", "--rpm", "haiku=50", "--in-flight", "haiku=4"]) == 0
         out = capsys.readouterr().out
         assert "created agentmill-haiku-per-minute: limit 5, refills 0.75/s" in out
         assert "created agentmill-haiku-in-flight: limit 4" in out
