@@ -34,6 +34,7 @@ from benchmarks.caching import caching_markdown
 from benchmarks.caching import measure as measure_caching
 from benchmarks.cli import run_cli
 from benchmarks.fake_api import BenchMessagesAPI
+from benchmarks.fleet import fleet_markdown
 from benchmarks.latency import TierLatency
 from benchmarks.machine import describe_machine, load_average, now_iso
 from benchmarks.report import render_markdown, render_timeline_svg
@@ -81,6 +82,7 @@ class Options:
     cli_samples: int = 3  # runs of the README's first command per server (and 1 on a fresh home)
     cli_fresh: bool = True  # also time the command on a fresh PREFECT_HOME (embedded only)
     keep_scratch: bool = False
+    fleet: bool = True  # eight builds on two workers, PostgreSQL and SQLite (benchmarks/fleet.py)
     caching: bool = True  # also measure prompt caching (benchmarks.caching), ~2 minutes
     verification: bool = True  # also measure verification (benchmarks.verification), ~1 minute
 
@@ -600,6 +602,8 @@ def run_benchmark(out: Path, options: Options) -> dict[str, Any]:
             bench = Bench(api, scratch, options)
             servers = {name: _run_server(bench, name) for name in options.configs}
         results = summarise(bench, servers)
+        if options.fleet:
+            results["fleet"] = measure_fleet(scratch, options.latency_scale)
         results["machine"]["load_average_1m_at_start"] = load_at_start
         results["benchmark_s"] = round(time.perf_counter() - started, 1)
         _write(out, results, bench)
@@ -682,12 +686,29 @@ def measure_verification(api_url: str, home: Path) -> dict[str, Any]:
     return result
 
 
+def measure_fleet(scratch: Path, latency_scale: float) -> dict[str, Any]:  # the fleet's hook
+    """benchmarks/fleet.py in its own process, as the verification figures are."""
+    out = scratch / "fleet.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.fleet", "--out", str(out),
+         "--latency-scale", str(latency_scale)],
+        cwd=ROOT, env={**os.environ, **quiet_env()}, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        tail = proc.stdout[-3000:] + proc.stderr[-3000:]
+        raise RuntimeError(f"the fleet benchmark failed:\n{tail}")
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
 def _write(out: Path, results: dict[str, Any], bench: Bench) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     markdown = render_markdown(results)
     if "caching" in results:
         markdown += "\n" + "\n".join(caching_markdown(results["caching"]))
+    if "fleet" in results:
+        markdown += "\n" + "\n".join(fleet_markdown(results["fleet"]))
     (out / "results.md").write_text(markdown)
     agentmill = bench.groups[f"{bench.options.headline}-main"]["runs"]["agentmill"]
     plan = plan_phases(team_of_size(bench.options.roles, bench.options.seed))
@@ -742,6 +763,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep-scratch", action="store_true", help="keep workdirs and logs")
     parser.add_argument(
+        "--no-fleet", action="store_true", help="skip the fleet runs (PostgreSQL, two workers)"
+    )
+    parser.add_argument(
         "--no-caching", action="store_true", help="skip the prompt-caching measurement"
     )
     parser.add_argument(
@@ -762,6 +786,7 @@ def main(argv: list[str] | None = None) -> int:
         cli_samples=max(0, args.cli_samples),
         cli_fresh=not args.no_cli_fresh,
         keep_scratch=args.keep_scratch,
+        fleet=not args.no_fleet,
         caching=not args.no_caching,
         verification=not args.no_verification,
     )

@@ -90,6 +90,16 @@ class AgentTeam(Block):
     run_timeout_s: float = Field(
         default=120.0, gt=0, description="Seconds one command of an agent's run tool may take."
     )
+    # Fleet-wide limits, per tier: `agentmill limits apply --team NAME` turns them into
+    # Prefect global concurrency limits; a run reads the limits, not these fields.
+    tier_requests_per_minute: dict[str, int] = Field(
+        default_factory=dict,
+        description="Model requests per minute, per tier, for the whole fleet (your API limits).",
+    )
+    tier_max_in_flight: dict[str, int] = Field(
+        default_factory=dict,
+        description="Model requests in flight at once, per tier, for the whole fleet.",
+    )
     prompt_caching: bool = Field(
         default=True,
         description="Mark prompt-cache breakpoints (the team's shared prefix, each agent's "

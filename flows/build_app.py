@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
 import time
 import unicodedata
@@ -32,13 +33,15 @@ from prefect.context import FlowRunContext
 from prefect.flow_runs import apause_flow_run
 from pydantic import BaseModel, Field, field_validator
 
+from blocks.team import AgentTeam
 from flows.run_phase import run_phase
 from tasks.agents.watch import tell
 from tasks.build.approval import PlanReview, review_text
 from tasks.build.commit import recover_interrupted_phase, refuse_moved_head
 from tasks.build.offline_script import build_reply
 from tasks.build.phases import ACTIVE_BUILD, Build
-from tasks.build.planning import Phase, aload_team, plan_phases
+from tasks.build.planning import Phase, Plan, aload_team, plan_phases
+from tasks.build.remote import RemoteBuild, clone_for_build, git_token
 from tasks.build.report import (
     AgentReport,
     CommitRecord,
@@ -61,6 +64,7 @@ from tasks.common.parameters import (
     validate,
     with_parameters,
 )
+from tasks.common.remote import GitAuth
 from tasks.common.runs import flow_run_id
 from tasks.common.secrets import scanning_for
 from tasks.common.workspace import prepare_workdir, workspace_lock
@@ -89,6 +93,27 @@ class BuildRequest(BaseModel):
     idea: str = Field(description="What to build, in a sentence or a page.")
     workdir: str = Field(
         default="out/app", description="The git repository to build in; created if missing."
+    )
+    repo_url: str | None = Field(
+        default=None,
+        description="Build on this git remote instead of workdir (a bare repository path, or "
+        "an https URL; its token from git_credentials or GITHUB_TOKEN): clone it into "
+        "scratch_dir, push each phase commit to `branch` as it lands.",
+    )
+    branch: str = Field(
+        default="agentmill/build",
+        description="With repo_url: the branch the phase commits are pushed to (a new branch "
+        "starts from the remote's default branch).",
+    )
+    scratch_dir: str | None = Field(
+        default=None,
+        description="With repo_url: where this run's clone goes (default: the system's temp "
+        "directory); it is removed at the end.",
+    )
+    git_credentials: str | None = Field(
+        default=None,
+        description="With an https repo_url: a GitHubCredentials block to take the token from, "
+        "not GITHUB_TOKEN.",
     )
     team: str = Field(
         default="default",
@@ -188,12 +213,37 @@ abuild_app: Flow[..., Coroutine[Any, Any, BuildResult]] = CheckedFlow(
 async def _build(request: BuildRequest) -> BuildResult:
     log = run_logger("agentmill.build_app")
     run_id = flow_run_id()
-    watcher = BUILD_WATCHER.get()
     endpoint = await aresolve_endpoint(request.provider, request.credentials, build_reply)
     announce(endpoint, log, OFFLINE_WORK)
     team = await aload_team(request.team)
     plan = plan_phases(team)
-    workdir = prepare_workdir(Path(request.workdir))
+    remote = await _clone_remote(request)
+    try:
+        return await _build_in(request, log, run_id, endpoint, team, plan, remote)
+    finally:
+        if remote is not None:
+            remote.remove()  # nothing a later run needs stays in the scratch directory
+
+
+async def _clone_remote(request: BuildRequest) -> RemoteBuild | None:
+    if request.repo_url is None:
+        return None
+    auth = GitAuth(request.repo_url, await git_token(request.git_credentials))
+    scratch = Path(request.scratch_dir) if request.scratch_dir else None
+    return await clone_for_build(request.repo_url, request.branch, scratch, auth)
+
+
+async def _build_in(
+    request: BuildRequest,
+    log: logging.Logger | logging.LoggerAdapter[Any],
+    run_id: str,
+    endpoint: Endpoint,
+    team: AgentTeam,
+    plan: Plan,
+    remote: RemoteBuild | None,
+) -> BuildResult:
+    watcher = BUILD_WATCHER.get()
+    workdir = prepare_workdir(remote.path if remote else Path(request.workdir))
     repo = open_repo(workdir)
     store = Store(workdir)
     budget = Budget(request.budget_usd) if request.budget_usd else None
@@ -210,7 +260,12 @@ async def _build(request: BuildRequest) -> BuildResult:
         refuse_unsafe_state(repo)
         previous = store.load_manifest()
         head = head_commit(repo)
-        if previous is not None and not request.fresh:
+        recorded = await remote.recorded_base() if remote and not request.fresh else None
+        if recorded is not None:
+            base_commit, base_tree = recorded
+            log.info("rerun of %s: starting from the recorded base %s", request.repo_url,
+                     base_tree[:12])  # fmt: skip
+        elif previous is not None and not request.fresh:
             refuse_moved_head(workdir, previous, head)
             base_commit, base_tree = previous.base_commit, previous.base_tree
             log.info("rerun on %s: starting from the recorded base %s", workdir, base_tree[:12])
@@ -248,6 +303,9 @@ async def _build(request: BuildRequest) -> BuildResult:
             install_deps=request.install_deps,
             observers=(watcher,) if watcher else (),
         )
+        if remote is not None:
+            recorded_base = base_commit or base_tree
+            build.after_commit = lambda sha: remote.push_phase(sha, recorded_base)
         tell(watcher, "planned", build)
         started = time.perf_counter()
         if FlowRunContext.get() is not None:

@@ -53,6 +53,8 @@ def first_request(job: AgentJob) -> ModelRequest:
         max_tokens=settings.max_tokens,
         timeout_s=settings.timeout_s,
         caching=caching,
+        # The offline model is no API: no fleet limit applies to it.
+        tier=job.role.tier if job.provider != "offline" else "",
     )
 
 

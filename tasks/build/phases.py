@@ -99,6 +99,9 @@ class Build(GraphHooks):
     observers: tuple[GraphHooks, ...] = ()
     clock_start: float = field(default_factory=time.perf_counter)
     install_deps: bool = False
+    # Called with each phase commit before the next phase may commit: a build on a remote
+    # pushes it there (one push per phase, in phase order).
+    after_commit: Callable[[str], Awaitable[None]] | None = None
     runs: dict[str, AgentRun] = field(default_factory=dict)
     commits: list[CommitRecord] = field(default_factory=list)
     verification: Verification = field(default_factory=Verification)
@@ -520,6 +523,8 @@ class Build(GraphHooks):
                     overrides={*self.fixes.get(phase, []), checks_id(phase)},
                 )
             )
+            if sha is not None and self.after_commit is not None:
+                await self.after_commit(sha)
         except Exception:
             entry.status = "failed"
             self.store.save_manifest(self.manifest)

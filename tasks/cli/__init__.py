@@ -1,1 +1,1 @@
-"""The `agentmill` command: build, issues, serve and doctor (see tasks.cli.main)."""
+"""The `agentmill` command: build, issues, serve, doctor and limits (see tasks.cli.main)."""

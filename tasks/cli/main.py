@@ -4,6 +4,7 @@
     agentmill issues --repo OWNER/NAME    work labelled GitHub issues into pull requests
     agentmill serve                       serve every flow, with its schedule
     agentmill doctor                      check what a run needs, and how to fix gaps
+    agentmill limits apply|show|clear     the fleet's rate limits (Prefect global limits)
 
 `build` and `issues` take the flows' own parameters as options (from
 BuildRequest and IssuesRequest), as `python -m flows.build_app` and
@@ -37,6 +38,7 @@ COMMANDS = {
     "issues": ("tasks.cli.issues", "work labelled GitHub issues into reviewed pull requests"),
     "serve": ("tasks.cli.serve", "serve every flow from this process, with its schedule"),
     "doctor": ("tasks.cli.doctor", "check what a run needs and say how to fix each gap"),
+    "limits": ("tasks.cli.limits", "apply, show or clear the fleet's rate limits per model tier"),
 }
 
 

@@ -22,6 +22,7 @@ from anthropic.types import Message
 from tasks.common.retry import Backoff, Transient, retrying
 from tasks.model.caching import Ttl
 from tasks.model.endpoint import ModelCallError
+from tasks.model.limits import pacer, request_slot
 
 # Per request: up to five attempts, 0.5 s doubling to 30 s between them, and a
 # server's retry-after honoured up to two minutes.
@@ -128,6 +129,8 @@ class ModelRequest:
     tools: list[dict[str, Any]]
     max_tokens: int
     timeout_s: float
+    # The team's tier ("haiku", ...): the fleet's rate limits are per tier; "" takes none.
+    tier: str = ""
     caching: PromptCaching | None = None
 
 
@@ -183,9 +186,12 @@ async def stream_message(
         if on_attempt is not None:
             on_attempt()
         try:
-            async with asyncio.timeout(request.timeout_s):
-                return await _stream_once(client, request)
+            async with request_slot(request.tier):
+                async with asyncio.timeout(request.timeout_s):
+                    return await _stream_once(client, request)
         except Exception as exc:
+            if isinstance(exc, anthropic.APIStatusError):
+                pacer(request.tier).observe(exc.response.headers)
             fault = classify(exc, request.model, request.timeout_s)
             if not fault.retryable:
                 raise ModelCallError(f"{who}: {fault.what}") from exc
@@ -211,4 +217,5 @@ async def _stream_once(client: anthropic.AsyncAnthropic, request: ModelRequest) 
                 pass  # consuming events keeps the read timeout per chunk, not per reply
         except ValueError as exc:  # JSONDecodeError and pydantic's ValidationError
             raise MalformedStream(type(exc).__name__) from exc
+        pacer(request.tier).observe(stream.response.headers)
         return await stream.get_final_message()

@@ -264,6 +264,7 @@ async def _warm(
         tools=request.tools,
         max_tokens=1,
         timeout_s=request.timeout_s,
+        tier=request.tier,  # a warm-up is a model request too: it takes the tier's limits
         caching=PromptCaching(
             shared_blocks=plan.shared_blocks, shared_ttl=plan.shared_ttl, mark_last=False
         ),

@@ -23,12 +23,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import re
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -125,9 +127,21 @@ class FakeMessagesAPI(LoopbackServer):
 
     name = "fake Messages API"
 
-    def __init__(self, script: Script = team_reply, latency: Latency | None = None) -> None:
+    def __init__(
+        self,
+        script: Script = team_reply,
+        latency: Latency | None = None,
+        requests_per_window: dict[str, int] | None = None,
+        window_s: float = 60.0,
+    ) -> None:
         self.script = script
         self.latency = latency
+        # Per model tier, as Anthropic limits per model family: at most this many requests
+        # accepted in any `window_s` (60 s: requests per minute); past it, 429.
+        self.requests_per_window = dict(requests_per_window or {})
+        self.window_s = window_s
+        self._accepted: defaultdict[str, deque[float]] = defaultdict(deque)
+        self.rate_limited = 0  # 429s answered for the limit (not injected faults)
         self.requests: list[SeenRequest] = []
         # Prompt caching by the API's rules, per workspace (API key) and model;
         # `prompt_cache.advance(301)` makes 5-minute entries expire.
@@ -211,6 +225,16 @@ class FakeMessagesAPI(LoopbackServer):
             warm_up=is_warm_up(body),
         )
         self.requests.append(seen)
+        limit_headers, over = self._take_rate_slot(seen.tier, seen.at)
+        if over:
+            self.rate_limited += 1
+            seen.fault = "rate-limited"
+            return Response(
+                error_json("rate_limit_error", "Number of request tokens has exceeded your "
+                           "per-minute rate limit (fake)"),
+                status_code=429,
+                headers={**limit_headers, "content-type": "application/json"},
+            )  # fmt: skip
         if fault and fault.kind == "status":
             error_type = fault.error_type or _STATUS_TYPES.get(fault.status, "api_error")
             return Response(
@@ -236,10 +260,53 @@ class FakeMessagesAPI(LoopbackServer):
         if not body.get("stream"):
             await self._wait(seen)
             served.begin_response()
-            return Response(message_json(reply), media_type="application/json")
+            return Response(
+                message_json(reply), media_type="application/json", headers=limit_headers
+            )
         return StreamingResponse(
-            self._events(reply, seen, fault, served), media_type=SSE_CONTENT_TYPE
+            self._events(reply, seen, fault, served),
+            media_type=SSE_CONTENT_TYPE,
+            headers=limit_headers,
         )
+
+    def _take_rate_slot(self, tier: str, now: float) -> tuple[dict[str, str], bool]:
+        """Count a request against its tier's limit: the headers to send, and whether it is over.
+
+        The headers are Anthropic's (anthropic-ratelimit-requests-{limit,remaining,reset},
+        reset as RFC 3339; retry-after in whole seconds on a 429).
+        """
+        limit = self.requests_per_window.get(tier)
+        if not limit:
+            return {}, False
+        with self._lock:
+            accepted = self._accepted[tier]
+            while accepted and accepted[0] <= now - self.window_s:
+                accepted.popleft()
+            over = len(accepted) >= limit
+            if not over:
+                accepted.append(now)
+            reset_in = (accepted[0] + self.window_s - now) if accepted else self.window_s
+            remaining = max(0, limit - len(accepted))
+        reset_at = datetime.now(UTC) + timedelta(seconds=reset_in)
+        headers = {
+            "anthropic-ratelimit-requests-limit": str(limit),
+            "anthropic-ratelimit-requests-remaining": str(remaining),
+            "anthropic-ratelimit-requests-reset": reset_at.isoformat().replace("+00:00", "Z"),
+        }
+        if over:
+            headers["retry-after"] = str(max(1, math.ceil(reset_in)))
+        return headers, over
+
+    def request_rate(self, tier: str, window_s: float | None = None) -> int:
+        """The most requests of `tier` the fake accepted in any window (`window_s`, or its own)."""
+        window = self.window_s if window_s is None else window_s
+        times = sorted(r.at for r in self.requests if r.tier == tier and r.fault != "rate-limited")
+        best, start = 0, 0
+        for end, at in enumerate(times):
+            while times[start] <= at - window:
+                start += 1
+            best = max(best, end - start + 1)
+        return best
 
     async def _wait(self, seen: SeenRequest) -> None:
         slot = (seen.tag, seen.tier)

@@ -45,16 +45,22 @@ def quiet_env() -> dict[str, str]:
 
 
 class PrefectServer:
-    """`with PrefectServer(services_off=QUIET_OFF) as server:` then use `server.api_url`."""
+    """`with PrefectServer(services_off=QUIET_OFF) as server:` then use `server.api_url`.
+
+    `database_url` points it at PostgreSQL (the fleet's server) instead of SQLite.
+    """
 
     def __init__(
         self,
         services_off: tuple[str, ...] = QUIET_OFF,
         root: Path | None = None,
         settings: dict[str, str] | None = None,
+        database_url: str | None = None,
     ) -> None:
         self.services_off = services_off
         self.settings = dict(settings or {})  # more server settings, e.g. a scheduler loop
+        # None: SQLite in the server's home; else a PostgreSQL URL (tasks.testing.postgres).
+        self.database_url = database_url
         self.services_on = tuple(s for s in ALL_SERVICES if s not in services_off)
         self._root = Path(tempfile.mkdtemp(prefix="agentmill-bench-prefect-", dir=root))
         self.home = self._root / "home"
@@ -76,6 +82,8 @@ class PrefectServer:
             **{f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false" for name in self.services_off},
             **self.settings,
         }
+        if self.database_url:
+            env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
         env.pop("PREFECT_API_URL", None)
         started = time.perf_counter()
         with self._log.open("wb") as log:
@@ -127,13 +135,15 @@ class PrefectServer:
                 return int(line.split()[1]) / 1024
         return None
 
+    def log_text(self) -> str:
+        try:
+            return self._log.read_text(errors="replace")
+        except OSError:
+            return ""
+
     def retryable_errors(self) -> int:
         """How many requests the server answered 503 (on SQLite: "database is locked")."""
-        try:
-            text = self._log.read_text(errors="replace")
-        except OSError:
-            return 0
-        return text.count("Encountered retryable exception in request")
+        return self.log_text().count("Encountered retryable exception in request")
 
     def _stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

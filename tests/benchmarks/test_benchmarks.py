@@ -74,6 +74,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], P
         headline="default",
         scale_configs=(),
         samples=1,
+        fleet=False,  # tests/fleet covers the fleet; its benchmark runs in benchmarks.run only
         cli_samples=1,
         cli_fresh=False,  # a fresh embedded server migrates its database: slow, and timed by hand
         caching=False,  # tests/benchmarks/test_caching.py covers it, at a unit's cost
