@@ -9,10 +9,12 @@ the server every worker talks to (`agentmill limits apply` creates them):
 - `agentmill-<tier>-per-minute`: a `rate_limit()` whose slots decay at
   limit / 60 per second, so the fleet's request rate stays under the limit.
 
-Which of them exist is read from the server once per flow run (one API call),
-not per request: Prefect's `concurrency()` on a missing limit costs a round
-trip and logs a warning every time. With none configured nothing is taken,
-and the single-machine path keeps its speed.
+Which of them exist is read from the server at most once a minute per process
+(one API call), not per request: Prefect's `concurrency()` on a missing limit
+costs a round trip and logs a warning every time. (Once per flow run was five
+reads a build, one per phase subflow, 60-130 ms each on SQLite: measured in
+benchmarks/results.md's requests per operation.) With none configured nothing
+is taken, and the single-machine path keeps its speed.
 
 Within one process the tier is also paced from the API's own
 `anthropic-ratelimit-*` response headers: once a remaining count falls under
@@ -31,8 +33,6 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-from tasks.common.runs import flow_run_id
 
 log = logging.getLogger("agentmill.limits")
 
@@ -67,8 +67,11 @@ class FleetLimits:
         )
 
 
-# Per flow run: the read in progress or done (a task, so concurrent first requests share it).
-_known: dict[str, asyncio.Task[FleetLimits]] = {}
+# Per event loop: the read in progress or done (a task, so concurrent first requests share
+# it) and when it began; a read older than this is made again, so a limit applied while a
+# long build runs is obeyed within a minute.
+_known: dict[int, tuple[asyncio.Future[FleetLimits], float]] = {}
+REREAD_AFTER_S = 60.0
 
 
 async def _read_limits() -> FleetLimits:
@@ -84,12 +87,13 @@ async def _read_limits() -> FleetLimits:
 
 
 async def fleet_limits() -> FleetLimits:
-    """The limits configured for this run, read from the server on first use."""
-    run = flow_run_id()
-    known = _known.get(run)
-    if known is None or known.get_loop() is not asyncio.get_running_loop():
-        known = _known[run] = asyncio.ensure_future(_read_limits())
-    return await asyncio.shield(known)
+    """The limits configured on the server, read on first use and then once a minute."""
+    loop = asyncio.get_running_loop()
+    known = _known.get(id(loop))
+    now = time.monotonic()
+    if known is None or known[0].get_loop() is not loop or now - known[1] > REREAD_AFTER_S:
+        known = _known[id(loop)] = (asyncio.ensure_future(_read_limits()), now)
+    return await asyncio.shield(known[0])
 
 
 def forget_limits() -> None:

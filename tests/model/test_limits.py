@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -143,3 +144,35 @@ def test_with_no_limit_configured_a_request_takes_nothing(monkeypatch: pytest.Mo
                 pass
 
     asyncio.run(three_requests())
+
+
+def test_a_build_reads_the_limits_once_not_once_per_phase_subflow(
+    tmp_path: Path, unique_idea: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keyed by flow run, each phase subflow read them again: 5 reads of 60-130 ms a build."""
+    import uuid
+
+    from blocks.team import AgentTeam
+    from flows.build_app import build_app
+    from tasks.build.offline_script import build_reply
+    from tasks.model import limits
+    from tasks.testing.teams import PLANNER_AND_BUILDER
+
+    reads: list[float] = []
+    real_read = limits._read_limits
+
+    async def counted() -> FleetLimits:
+        reads.append(time.monotonic())
+        return await real_read()
+
+    monkeypatch.setattr(limits, "_read_limits", counted)
+    limits.forget_limits()
+    team = f"limits-{uuid.uuid4().hex[:8]}"
+    AgentTeam(roles=PLANNER_AND_BUILDER).save(team)
+    with FakeMessagesAPI(script=build_reply) as api:  # the offline model takes no limits
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-api03-" + "x" * 40)
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", api.base_url)
+        result = build_app(idea=unique_idea, workdir=str(tmp_path / "app"), team=team)
+    assert result.provider == "anthropic" and result.status == "completed"
+    assert len(result.commits) == 2  # two phase subflows
+    assert len(reads) == 1
