@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tasks.common.errors import AgentmillError
-from tasks.model.limits import TIERS, in_flight_name, per_minute_name
+from tasks.model.limits import TIERS, forget_limits, in_flight_name, per_minute_name
 
 DESCRIPTION = (
     "Create or update the Prefect global concurrency limits every agentmill run of the fleet "
@@ -110,6 +110,7 @@ async def apply_limits(wanted: list[LimitSpec]) -> list[str]:
                 else ""
             )
             lines.append(f"{verb} {spec.name}: limit {spec.limit}{decay}")
+    forget_limits()  # this process's builds take them from their next request
     return lines
 
 
@@ -123,6 +124,7 @@ async def clear_limits() -> list[str]:
             if limit.name.startswith("agentmill-"):
                 await client.delete_global_concurrency_limit_by_name(limit.name)
                 lines.append(f"deleted {limit.name}")
+    forget_limits()
     return lines
 
 

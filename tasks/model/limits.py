@@ -14,7 +14,8 @@ Which of them exist is read from the server at most once a minute per process
 costs a round trip and logs a warning every time. (Once per flow run was five
 reads a build, one per phase subflow, 60-130 ms each on SQLite: measured in
 benchmarks/results.md's requests per operation.) With none configured nothing
-is taken, and the single-machine path keeps its speed.
+is taken, and the single-machine path keeps its speed. `agentmill limits apply`
+and `clear` make this process read them again at once.
 
 Within one process the tier is also paced from the API's own
 `anthropic-ratelimit-*` response headers: once a remaining count falls under
