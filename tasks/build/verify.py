@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 
 from tasks.common.errors import AgentmillError
 from tasks.common.sandbox import (
+    INSIDE,
     CheckStatus,
     SandboxKind,
     SandboxLimits,
@@ -246,8 +247,6 @@ async def run_check(
 
 
 def _inside(kind: str, copy: Path) -> Path:
-    from tasks.common.sandbox import INSIDE
-
     return Path(INSIDE) if kind == "bwrap" else copy
 
 

@@ -14,7 +14,7 @@ import functools
 import hashlib
 import os
 import shutil
-import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -412,14 +412,12 @@ def _stage(repo: git.Repo, lock: Path, changed: Mapping[str, tuple[int, bytes]])
         f"{mode:o} {binsha.hex()}\t{path}\n" for path, (mode, binsha) in changed.items()
     )
     try:
-        subprocess.run(
-            ["git", "update-index", "--index-info"],
-            cwd=repo.working_tree_dir,
-            env={**os.environ, "GIT_INDEX_FILE": str(scratch)},
-            input=lines.encode(),
-            check=True,
-            capture_output=True,
-        )
+        with tempfile.TemporaryFile() as listing:  # GitPython pipes stdin from a real file
+            listing.write(lines.encode())
+            listing.seek(0)
+            repo.git.update_index(
+                "--index-info", istream=listing, env={"GIT_INDEX_FILE": str(scratch)}
+            )
         os.replace(scratch, lock)
     finally:
         scratch.unlink(missing_ok=True)
