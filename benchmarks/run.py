@@ -30,6 +30,7 @@ from typing import Any
 
 from benchmarks.baselines import dependency_levels
 from benchmarks.bounds import ideal_walls, level_barrier_headroom
+from benchmarks.breakdown import zero_latency_breakdown
 from benchmarks.caching import caching_markdown
 from benchmarks.caching import measure as measure_caching
 from benchmarks.cli import run_cli
@@ -385,6 +386,7 @@ def summarise_server(
         "client_backoffs": backoffs,
         "api_per_build_zero_latency": zero.get("api", {}),
         "api_requests_per_build": zero.get("api_requests"),
+        "zero_latency_wall_s": zero["wall_s"],
         "recorded_after_s": median(recorded) if recorded else None,
         "start_to_first_request_s": _cli_median(existing, "start_to_first_request_s"),
         "start_to_summary_s": _cli_median(existing, "start_to_summary_s"),
@@ -409,6 +411,10 @@ def summarise_server(
         row["start_to_first_request_fresh_db_s"] = _cli_median(fresh, "start_to_first_request_s")
         row["start_to_summary_fresh_db_s"] = _cli_median(fresh, "start_to_summary_s")
         row["cli_runs_fresh_db"] = fresh
+    alone = bench.groups.get(f"{opts.headline}-main", {}).get("runs", {}).get("zero_asyncio")
+    row["zero_latency_breakdown"] = zero_latency_breakdown(
+        zero, runs["zero_floor"], n, alone["wall_s"] if alone else None
+    )
     row["targets"] = _server_targets(row)
     return row
 

@@ -86,6 +86,13 @@ class Probes:
         ended = time.monotonic()
         figures["api"] = summarise_calls(calls)
         figures["api_requests"] = len(calls)
+        # Each request's start and length: benchmarks.breakdown splits
+        # the zero-latency wall into what Prefect and what agentmill spent it on.
+        # From the start of the timed call (a custom team's block is saved before it).
+        origin = figures.get("began_monotonic", began)
+        figures["api_timeline"] = [
+            [round(c.at - origin, 4), round(c.seconds, 4), c.operation, c.status] for c in calls
+        ]
         figures["client_backoffs"] = self.backoffs.between(began, ended)
         if self.records and run_id is not None:
             figures["recorded_after_s"] = asyncio.run(settle(run_id, tasks))
@@ -137,9 +144,11 @@ def _run(run: dict[str, Any], team: Any, spec: dict[str, Any], probes: Probes) -
 def _agentmill(run: dict[str, Any], team: Any) -> tuple[dict[str, Any], str | None, int]:
     """build_app as a user runs it: provider anthropic, the key and base URL from the env."""
     from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
+    from rich.console import Console
 
     from blocks.team import default_team
     from flows.build_app import abuild_app, build_app
+    from tasks.cli.terminal import prefect_logs
 
     team_name = "default"
     # No verification in the orchestration runs: the baselines do not run checks either
@@ -152,10 +161,11 @@ def _agentmill(run: dict[str, Any], team: Any) -> tuple[dict[str, Any], str | No
     params = {"idea": run["idea"], "workdir": run["workdir"], "team": team_name}
     with temporary_settings(updates={PREFECT_RESULTS_LOCAL_STORAGE_PATH: run["storage"]}):
         began, started = time.monotonic(), time.perf_counter()
-        if run.get("sync"):  # from sync Python code: the sync flow
+        if run.get("sync"):  # from sync Python code: the sync flow, Prefect's console lines on
             result = build_app(**params, provider="anthropic")
-        else:  # as the command line runs it: the async flow
-            result = asyncio.run(abuild_app(**params, provider="anthropic"))
+        else:  # as the command line runs it: the async flow, Prefect's lines at warnings
+            with prefect_logs(Console(file=sys.stderr), verbose=False):
+                result = asyncio.run(abuild_app(**params, provider="anthropic"))
         wall = time.perf_counter() - started
     figures = {
         **_span(began),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.breakdown import breakdown_markdown
+
 
 def _s(value: float | None, digits: int = 2, unit: str = " s") -> str:
     return "n/a" if value is None else f"{value:.{digits}f}{unit}"
@@ -53,6 +55,7 @@ def render_servers(r: dict[str, Any]) -> list[str]:
     ]
     lines += _goals(servers)
     lines += _costs(servers)
+    lines += _breakdowns(servers)
     lines += _spreads(servers)
     return lines
 
@@ -143,6 +146,24 @@ def _costs(servers: dict[str, dict[str, Any]]) -> list[str]:
             each = 1000 * row["seconds"] / row["count"]
             lines.append(f"| `{op}` | {row['count']} | {each:.1f} | {row['http_503']} |")
         lines.append("")
+    return lines
+
+
+def _breakdowns(servers: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [
+        "### Where the zero-latency seconds go",
+        "",
+        "The same zero-latency build (the median run) split at two moments its Prefect "
+        "requests mark: when the last phase subflow is running (until then the flow run and "
+        "its subflows are created one after another, before any agent starts: on SQLite a "
+        'creation that overlaps a write fails with "database is locked"), and when the '
+        "build's own final state is sent. Prefect's floor (the same flows and tasks doing "
+        "nothing) split the same way; what agentmill adds is the difference.",
+        "",
+    ]
+    for name, s in servers.items():
+        if s.get("zero_latency_breakdown"):
+            lines += breakdown_markdown(name, s["zero_latency_breakdown"])
     return lines
 
 

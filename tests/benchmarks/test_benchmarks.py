@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from benchmarks.bounds import agent_latencies, ideal_walls
+from benchmarks.breakdown import split_wall
 from benchmarks.latency import TierLatency
 from benchmarks.run import Options, run_benchmark
 from benchmarks.teams import generated_team, team_shape
@@ -175,6 +176,14 @@ def test_a_build_makes_its_prefect_requests_per_phase_not_per_agent(
         tracking = api["POST /task_runs/"]["count"] - api["POST /task_runs/"]["http_503"]
         assert tracking == phases, name  # the parent's task run standing for each subflow
         assert api.get("PATCH /artifacts/{id}", {"count": 0})["count"] < r["roles"], name
+        split = server["zero_latency_breakdown"]
+        assert split["agentmill"]["flow_runs"] == split["floor"]["flow_runs"] == phases + 1
+        # Every run exists before the first agent starts; none is created while agents run.
+        created = split["agentmill"]["creating"]["operations"]["POST /flow_runs/"]
+        assert created["count"] >= phases + 1, name
+        assert "POST /flow_runs/" not in split["agentmill"]["running"]["operations"], name
+        windows = sum(split["agentmill"][w]["seconds"] for w in ("creating", "running", "closing"))
+        assert windows == pytest.approx(server["zero_latency_wall_s"], abs=0.01), name
 
 
 def test_the_readme_command_is_timed_in_a_fresh_process(
@@ -189,3 +198,30 @@ def test_the_readme_command_is_timed_in_a_fresh_process(
         first, summary = run["start_to_first_request_s"], run["start_to_summary_s"]
         assert 0 < first <= summary <= run["process_s"], name
         assert server["start_to_first_request_s"] == first
+
+
+def test_the_zero_latency_wall_splits_where_the_last_run_starts_and_the_build_ends() -> None:
+    """A build and two subflows: created (with a 503 retried), run, closed."""
+    create, state, patch = "POST /flow_runs/", "POST /flow_runs/{id}/set_state", "PATCH /x"
+    timeline = [
+        [0.00, 0.05, create, 201],  # the build
+        [0.05, 0.02, state, 201],  # build running
+        [0.07, 0.04, create, 503],  # a retried creation is not a run
+        [2.10, 0.05, create, 201],
+        [2.15, 0.02, state, 201],
+        [2.17, 0.05, create, 201],
+        [2.22, 0.03, state, 201],  # the last run is running: creating ends at 2.25
+        [2.50, 0.01, patch, 200],
+        [2.60, 0.02, state, 201],
+        [2.70, 0.02, state, 201],
+        [2.80, 0.05, state, 201],  # the build's final state: closing starts
+    ]
+    split = split_wall({"api_timeline": timeline, "wall_s": 3.0})
+    assert split is not None and split["flow_runs"] == 3
+    assert split["creating"]["seconds"] == pytest.approx(2.25)
+    assert split["creating"]["requests"] == 7
+    assert split["creating"]["operations"][create]["count"] == 4
+    assert split["running"]["seconds"] == pytest.approx(0.55)
+    assert split["running"]["operations"][state]["count"] == 2
+    assert split["closing"]["seconds"] == pytest.approx(0.2)
+    assert split_wall({"api_timeline": timeline[:3], "wall_s": 1.0}) is None  # never ran

@@ -1,0 +1,120 @@
+"""Where a zero-latency build's seconds go: Prefect's creation of the runs, the run, the close.
+
+At zero model latency a build's wall is all orchestration. Its Prefect API
+requests, timed in the run's process (benchmarks.probes), split it in three,
+the same way for agentmill and for Prefect's floor (the same flows and tasks,
+doing nothing), so the difference between the two is agentmill's own:
+
+- creating: from the call to the moment the last phase subflow runs. The
+  flow run and every phase subflow are created one after another, before
+  any agent starts (see `Build.start_phases`: on SQLite a creation that
+  overlaps a write fails with "database is locked"). Each run is in
+  `POST /flow_runs/` with a `Pending` state, then moved to `Running` by one
+  `set_state`; so this window ends when the `set_state` of the last of the
+  runs has returned.
+- running: from there to the parent flow's final `set_state`: the agents,
+  the phase commits, each subflow's final state, the artifacts.
+- closing: the parent flow's final state and the engine's exit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SET_STATE = "POST /flow_runs/{id}/set_state"
+CREATE = "POST /flow_runs/"
+WINDOWS = ("creating", "running", "closing")
+
+
+def split_wall(run: dict[str, Any]) -> dict[str, Any] | None:
+    """The three windows of one run: seconds, requests and their seconds, by operation.
+
+    None when the run has no request timeline, or not the shape described above
+    (a run that failed before its subflows ran).
+    """
+    timeline: list[list[Any]] = run.get("api_timeline") or []
+    answered = [c for c in timeline if isinstance(c[3], int) and c[3] < 400]  # not 503s
+    flows = sum(1 for call in answered if call[2] == CREATE)
+    states = sorted((c for c in answered if c[2] == SET_STATE), key=lambda c: c[0])
+    if flows == 0 or len(states) < 2 * flows:
+        return None
+    created = states[flows - 1][0] + states[flows - 1][1]
+    closing = states[-1][0]
+    bounds = {"creating": (0.0, created), "running": (created, closing)}
+    bounds["closing"] = (closing, max(closing, float(run["wall_s"])))
+    out: dict[str, Any] = {"flow_runs": flows}
+    for name, (start, end) in bounds.items():
+        inside = [c for c in timeline if start <= c[0] < end]
+        ops: dict[str, dict[str, float]] = {}
+        for call in inside:
+            row = ops.setdefault(call[2], {"count": 0, "seconds": 0.0})
+            row["count"] += 1
+            row["seconds"] = round(row["seconds"] + call[1], 4)
+        out[name] = {
+            "seconds": round(end - start, 4),
+            "requests": len(inside),
+            "request_seconds": round(sum(c[1] for c in inside), 4),
+            "operations": dict(sorted(ops.items(), key=lambda kv: -kv[1]["seconds"])),
+        }
+    return out
+
+
+def zero_latency_breakdown(
+    agentmill: dict[str, Any], floor: dict[str, Any], agents: int, agent_code_s: float | None
+) -> dict[str, Any] | None:
+    """agentmill's and the floor's windows side by side, per agent where it is per agent."""
+    ours, prefects = split_wall(agentmill), split_wall(floor)
+    if ours is None or prefects is None:
+        return None
+    running_ms = 1000 * ours["running"]["seconds"] / agents
+    floor_running_ms = 1000 * prefects["running"]["seconds"] / agents
+    return {
+        "agents": agents,
+        "agentmill": ours,
+        "floor": prefects,
+        "agent_code_alone_s": agent_code_s,
+        # What agentmill adds to Prefect's floor while the runs exist: its agents' own work
+        # (the SDK, the tools), its hooks, commits and artifacts, on the loop Prefect runs on.
+        "running_ms_per_agent": round(running_ms, 1),
+        "floor_running_ms_per_agent": round(floor_running_ms, 1),
+        "creating_share": round(ours["creating"]["seconds"] / float(agentmill["wall_s"]), 3),
+    }
+
+
+def breakdown_markdown(name: str, b: dict[str, Any]) -> list[str]:
+    """One server's table: each window for agentmill and the floor, and what fills it."""
+    ours, floor = b["agentmill"], b["floor"]
+    lines = [
+        f"**{name}**: where the zero-latency seconds go ({b['agents']} agents, "
+        f"{ours['flow_runs']} flow runs: the build and one subflow per phase).",
+        "",
+        "| window | agentmill | Prefect's floor | what fills it |",
+        "|---|---|---|---|",
+    ]
+    for window in WINDOWS:
+        a, f = ours[window], floor[window]
+        top = ", ".join(
+            f"`{op}` x{row['count']} ({1000 * row['seconds']:.0f} ms)"
+            for op, row in list(a["operations"].items())[:4]
+        )
+        lines.append(
+            f"| {window} | {a['seconds']:.2f} s ({a['requests']} requests, "
+            f"{a['request_seconds']:.2f} s of them) | {f['seconds']:.2f} s ({f['requests']} "
+            f"requests, {f['request_seconds']:.2f} s) | {top or 'no request'} |"
+        )
+    alone = b.get("agent_code_alone_s")
+    lines += [
+        "",
+        f"Creating the runs one after another is {100 * b['creating_share']:.0f}% of "
+        f"agentmill's zero-latency wall here, and the floor pays the same. While the runs "
+        f"exist, agentmill spends {b['running_ms_per_agent']:.1f} ms per agent against the "
+        f"floor's {b['floor_running_ms_per_agent']:.1f} ms"
+        + (
+            ""
+            if alone is None
+            else f" (the agent code alone, plain asyncio: {1000 * alone / b['agents']:.1f} ms)"
+        )
+        + ".",
+        "",
+    ]
+    return lines
