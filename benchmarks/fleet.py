@@ -13,6 +13,14 @@
   first with no agentmill limit on the server, then with `limits apply`'s.
 - `limit_ms_per_request`: what taking a tier's in-flight and per-minute limits
   costs one model request, uncontended, on the PostgreSQL server.
+- What stands in the way of the first goal, on PostgreSQL: `cpu_s_per_build`,
+  the CPU seconds the eight builds cost per build (flow-run processes, workers,
+  server, PostgreSQL, the harness's fake; benchmarks/cpu.py);
+  `cpu_bound_wall_8_over_1`, the least wall(8) / wall(1) two cores allow for
+  that CPU (eight builds' CPU over the cores, against wall(1)); and
+  `spawn_to_first_request_s`, each run's median seconds from its worker taking
+  it (PENDING) to its first model request, split at RUNNING (process start,
+  imports, loading the flow) and its first request (the flow's set-up).
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
+import resource
 import shutil
 import statistics
 import tempfile
@@ -28,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.cpu import tree_cpu_s
 from benchmarks.fake_api import BenchMessagesAPI
 from benchmarks.latency import TierLatency
 from benchmarks.teams import generated_team
@@ -46,6 +57,7 @@ LIMIT_SAMPLES = 40
 # (measured once on SQLite: one of eight runs stalled after its start, with the server
 # answering "database is locked").
 WALL_TIMEOUT_S = 900.0
+CORES = os.cpu_count() or 1
 
 
 def _env(base_url: str) -> dict[str, str]:
@@ -54,14 +66,81 @@ def _env(base_url: str) -> dict[str, str]:
 
 async def _wall(fleet: Fleet, params: list[dict[str, Any]]) -> float:
     """Seconds from creating the runs to the last one's end; every run must complete."""
+    return (await _runs(fleet, params))[0]
+
+
+async def _runs(fleet: Fleet, params: list[dict[str, Any]]) -> tuple[float, dict[Any, Any]]:
+    """The wall of `params`' runs, created at once, and the runs, final."""
     started = time.perf_counter()
     ids = [await fleet.start(p) for p in params]
     runs = await fleet.wait(ids, within_s=WALL_TIMEOUT_S)
     wall = time.perf_counter() - started
     failed = [r.state.message for r in runs.values() if r.state.type.value != "COMPLETED"]
     if failed:
-        raise RuntimeError(f"{len(failed)} fleet benchmark runs failed: {failed[0]}")
-    return wall
+        log = fleet.server.log_text()[-3000:] if fleet.server is not None else ""
+        raise RuntimeError(
+            f"{len(failed)} fleet benchmark runs failed: {failed[0]}\nthe server's log:\n{log}"
+        )
+    return wall, runs
+
+
+def _fleet_cpu_s(fleet: Fleet) -> dict[str, float]:
+    """CPU seconds so far, by part: what the workers' flow-run processes, the workers, the
+    server, PostgreSQL and this process (the fake Messages API, the polling) have spent."""
+    workers = tree_cpu_s(w.pid for w in fleet.workers)
+    server = tree_cpu_s([fleet.server.pid] if fleet.server and fleet.server.pid else [])
+    pg = tree_cpu_s([fleet.postgres.pid] if fleet.postgres and fleet.postgres.pid else [])
+    harness = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "flow_runs": workers["children"],
+        "workers": workers["own"],
+        "server": server["own"] + server["children"],
+        "postgres": pg["own"] + pg["children"],
+        "harness": harness.ru_utime + harness.ru_stime,
+    }
+
+
+def _cpu_spent(before: dict[str, float], after: dict[str, float], builds: int) -> dict[str, float]:
+    """CPU seconds per build between two readings, by part and in all."""
+    parts = {k: round((after[k] - before[k]) / builds, 2) for k in before}
+    return {**parts, "total": round(sum(parts.values()), 2)}
+
+
+async def _start_delays(fleet: Fleet, runs: dict[Any, Any], first_at: dict[Any, float]) -> Any:
+    """Per run, from its server-side states and the fake's first request carrying its idea:
+    seconds SCHEDULED -> PENDING (a worker took it), PENDING -> RUNNING (the process started,
+    imported Prefect and agentmill, loaded the flow), RUNNING -> first model request."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    keys = ("scheduled_to_pending_s", "pending_to_running_s", "running_to_first_request_s",
+            "pending_to_first_request_s")  # fmt: skip
+    parts: dict[str, list[float]] = {k: [] for k in keys}
+    with temporary_settings(updates={PREFECT_API_URL: fleet.api_url}):
+        async with get_client() as client:
+            for run_id in runs:
+                states = await client.read_flow_run_states(run_id)
+                at = {s.type.value: s.timestamp.timestamp() for s in reversed(states)}  # firsts
+                first = first_at.get(run_id)
+                if first is None or not {"SCHEDULED", "PENDING", "RUNNING"} <= set(at):
+                    continue
+                parts["scheduled_to_pending_s"].append(at["PENDING"] - at["SCHEDULED"])
+                parts["pending_to_running_s"].append(at["RUNNING"] - at["PENDING"])
+                parts["running_to_first_request_s"].append(first - at["RUNNING"])
+                parts["pending_to_first_request_s"].append(first - at["PENDING"])
+    return {k: round(statistics.median(v), 2) if v else None for k, v in parts.items()}
+
+
+def _first_requests(api: FakeMessagesAPI, ideas: dict[Any, str]) -> dict[Any, float]:
+    """Each run's first model request (wall-clock time), found by its idea in the request."""
+    offset = time.time() - time.monotonic()  # the fake stamps requests with time.monotonic()
+    first: dict[Any, float] = {}
+    for seen in sorted(api.requests, key=lambda r: r.at):
+        text = json.dumps(seen.body)
+        for run_id, idea in ideas.items():
+            if run_id not in first and idea in text:
+                first[run_id] = seen.at + offset
+    return first
 
 
 def _save_team(fleet: Fleet, name: str, roles: int) -> None:
@@ -74,7 +153,8 @@ def _save_team(fleet: Fleet, name: str, roles: int) -> None:
 
 
 def wall_8_over_1(database: str, scratch: Path, latency_scale: float) -> dict[str, Any]:
-    """wall(8) / wall(1) on a fleet of two workers whose server runs on `database`."""
+    """wall(8) / wall(1) on a fleet of two workers whose server runs on `database`, with the
+    CPU each build costs and how long each run takes to reach its first model request."""
     with BenchMessagesAPI() as api:
         tag = f"fleet-{database}"
         base_url = api.register(tag, TierLatency(seed=7, scale=latency_scale))
@@ -88,18 +168,36 @@ def wall_8_over_1(database: str, scratch: Path, latency_scale: float) -> dict[st
                     "provider": "anthropic",
                 }
 
-            one = asyncio.run(_wall(fleet, [params(0)]))
-            try:
-                eight: float | None = asyncio.run(
-                    _wall(fleet, [params(i) for i in range(1, BUILDS + 1)])
+            measured: dict[str, Any] = {"load_at_start": _load()}
+            for label, indexes in (("1", [0]), ("8", range(1, BUILDS + 1))):
+                cpu_before = _fleet_cpu_s(fleet)
+                try:
+                    wall, runs = asyncio.run(_runs(fleet, [params(i) for i in indexes]))
+                except TimeoutError:
+                    measured[f"wall_{label}_s"] = None
+                    continue
+                measured[f"wall_{label}_s"] = round(wall, 2)
+                measured[f"cpu_s_per_build_{label}"] = _cpu_spent(
+                    cpu_before, _fleet_cpu_s(fleet), len(runs)
                 )
-            except TimeoutError:
-                eight = None
+                ideas = {run.id: run.parameters["idea"] for run in runs.values()}
+                delays = asyncio.run(_start_delays(fleet, runs, _first_requests(api, ideas)))
+                measured[f"start_delays_{label}"] = delays
+            measured["load_at_end"] = _load()
             assert fleet.server is not None
-            locked = fleet.server.retryable_errors()
-    return {"wall_1_s": round(one, 2), "wall_8_s": eight and round(eight, 2),
-            "ratio": eight and round(eight / one, 2), "server_503s": locked,
-            "timed_out": eight is None}  # fmt: skip
+            measured["server_503s"] = fleet.server.retryable_errors()
+    one, eight = measured["wall_1_s"], measured["wall_8_s"]
+    measured["ratio"] = eight and round(eight / one, 2)
+    measured["timed_out"] = eight is None
+    if eight is not None:
+        cpu_8 = BUILDS * measured["cpu_s_per_build_8"]["total"]
+        measured["cpu_bound_wall_8_s"] = round(cpu_8 / CORES, 2)
+        measured["cpu_bound_ratio"] = round(cpu_8 / CORES / one, 2)
+    return measured
+
+
+def _load() -> str:
+    return Path("/proc/loadavg").read_text().strip()
 
 
 def http_429s(scratch: Path) -> dict[str, int]:
@@ -177,9 +275,15 @@ def measure_fleet(latency_scale: float = 1.0) -> dict[str, Any]:
         cost_ms = limit_cost_ms(scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    cpu = postgres.get("cpu_s_per_build_8", {})
+    delays = postgres.get("start_delays_8", {})
     return {
         "postgres_wall_8_over_1": postgres["ratio"],
         "sqlite_wall_8_over_1": sqlite["ratio"],
+        # What stands in the way on PostgreSQL: the CPU the eight builds need, over the cores.
+        "cpu_s_per_build": cpu.get("total"),
+        "cpu_bound_wall_8_over_1": postgres.get("cpu_bound_ratio"),
+        "spawn_to_first_request_s": delays.get("pending_to_first_request_s"),
         "http_429_with_limits": limits["with"],
         "http_429_without_limits": limits["without"],
         "limit_ms_per_request": cost_ms,
@@ -187,6 +291,45 @@ def measure_fleet(latency_scale: float = 1.0) -> dict[str, Any]:
                    "builds": BUILDS, "workers": 2, "window_s": WINDOW_S,
                    "per_window": PER_WINDOW},
     }  # fmt: skip
+
+
+def _cost_lines(pg: dict[str, Any]) -> list[str]:
+    """Where a build's CPU goes on PostgreSQL, and how late each run reaches the model."""
+    cpu1, cpu8 = pg.get("cpu_s_per_build_1"), pg.get("cpu_s_per_build_8")
+    d1, d8 = pg.get("start_delays_1") or {}, pg.get("start_delays_8") or {}
+    if not cpu1 or not cpu8:
+        return []
+    parts = [k for k in cpu8 if k != "total"]
+    lines = [
+        "What stands in the way on PostgreSQL: CPU seconds per build, by process "
+        f"(load average at start {pg['load_at_start']}, at end {pg['load_at_end']}; "
+        "benchmarks/cpu.py):",
+        "",
+        "| builds at once | " + " | ".join(p.replace("_", " ") for p in parts) + " | total |",
+        "|---|" + "---|" * (len(parts) + 1),
+    ]
+    for label, cpu in (("1", cpu1), ("8", cpu8)):
+        lines.append(f"| {label} | " + " | ".join(f"{cpu[p]:.2f}" for p in parts)
+                     + f" | {cpu['total']:.2f} |")  # fmt: skip
+    lines += [
+        "",
+        f"Eight builds need {BUILDS * cpu8['total']:.1f} CPU seconds; on {CORES} cores that is "
+        f"at least {pg['cpu_bound_wall_8_s']} s of wall, {pg['cpu_bound_ratio']} times wall(1): "
+        "the ratio this machine allows at best, whatever the orchestration does.",
+        "",
+        "| builds at once | scheduled → a worker takes it | → RUNNING (process start, "
+        "imports, flow load) | → first model request (flow set-up) | taken → first request |",
+        "|---|---|---|---|---|",
+    ]
+    keys = ("scheduled_to_pending_s", "pending_to_running_s", "running_to_first_request_s",
+            "pending_to_first_request_s")  # fmt: skip
+    for label, d in (("1", d1), ("8", d8)):
+        lines.append(f"| {label} | " + " | ".join(f"{_s(d.get(k))}" for k in keys) + " |")
+    return [*lines, ""]
+
+
+def _s(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} s"
 
 
 def fleet_markdown(f: dict[str, Any]) -> list[str]:
@@ -207,6 +350,7 @@ def fleet_markdown(f: dict[str, Any]) -> list[str]:
         f"| SQLite | {lite['wall_1_s']} s | {lite['wall_8_s']} s | {lite['ratio']} | "
         f"{lite['server_503s']} |",
         "",
+        *_cost_lines(pg),
         f"A fake limiting each model tier to {d['per_window']} requests per {d['window_s']:g} s, "
         f"eight 10-role builds: {lim['without']} 429s without agentmill's limits (busiest "
         f"window {lim['without_busiest_window']}), {lim['with']} with them (busiest window "

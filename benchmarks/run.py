@@ -3,9 +3,9 @@
 One command, one harness process: it starts the fake Messages API (seeded
 tier latencies), then, for each server configuration (benchmarks.servers:
 the embedded server the command line starts, a plain `prefect server
-start`, the tuned one), one process per group of runs (so each team size's
-peak RSS is its own), and the README's first command in fresh processes;
-it writes `benchmarks/results.md`, `results.json` and `timeline.svg`.
+start` on SQLite and on PostgreSQL, the tuned one), one process per group
+of runs (so each team size's peak RSS is its own), and the README's first
+command in fresh processes; it writes `benchmarks/results.md`, `results.json` and `timeline.svg`.
 Everything counted (requests, tokens, the critical path) comes from what the
 fake served, not from what the runs say about themselves; the noisy figures
 are medians of several runs, reported with their spread.
@@ -39,7 +39,7 @@ from benchmarks.fleet import fleet_markdown
 from benchmarks.latency import TierLatency
 from benchmarks.machine import describe_machine, load_average, now_iso
 from benchmarks.report import render_markdown, render_timeline_svg
-from benchmarks.servers import CONFIGS, PENDING, ServerHandle, serve
+from benchmarks.servers import CONFIGS, ServerConfig, ServerHandle, serve
 from benchmarks.stats import median, spread
 from benchmarks.teams import team_of_size, team_shape
 from tasks.agents.loop import pointer_tokens
@@ -74,10 +74,13 @@ class Options:
     scales: tuple[int, ...] = (20, 40, 80)
     seed: int = 7
     latency_scale: float = 1.0
-    configs: tuple[str, ...] = ("embedded", "default", "tuned")  # see benchmarks.servers
+    configs: tuple[str, ...] = ("embedded", "default", "postgres", "tuned")  # benchmarks.servers
     headline: str = "default"  # whose runs also hold the baselines and the detail tables
     scale_configs: tuple[str, ...] = ("embedded", "default")  # which run the scaling sizes
-    api_url: str | None = None  # an existing Prefect API standing in for the default server
+    # Existing Prefect APIs standing in for configurations' own servers, by name (the
+    # embedded one never takes one): `--api-url` for the default, the fleet tests' server
+    # for postgres.
+    api_urls: dict[str, str] = field(default_factory=dict)
     samples: int = 5  # repeats of the noisy runs of the main team; medians are reported
     scale_samples: int = 3  # repeats at each scaling size
     cli_samples: int = 3  # runs of the README's first command per server (and 1 on a fresh home)
@@ -88,12 +91,10 @@ class Options:
     verification: bool = True  # also measure verification (benchmarks.verification), ~1 minute
 
     def __post_init__(self) -> None:
-        unknown = [c for c in (*self.configs, self.headline) if c not in CONFIGS]
+        unknown = [c for c in (*self.configs, self.headline, *self.api_urls) if c not in CONFIGS]
         if unknown:
-            raise ValueError(
-                f"unknown server configuration(s) {', '.join(unknown)}; "
-                f"known: {', '.join(CONFIGS)} (not yet: {', '.join(PENDING)})"
-            )
+            names, known = ", ".join(unknown), ", ".join(CONFIGS)
+            raise ValueError(f"unknown server configuration(s) {names}; known: {known}")
         if self.headline not in self.configs:
             raise ValueError(f"the headline configuration {self.headline!r} is not in configs")
 
@@ -564,7 +565,6 @@ def summarise(bench: Bench, servers: dict[str, dict[str, Any]]) -> dict[str, Any
         "scaling": [{k: s[k] for k in _SCALING_KEYS} for s in scaling],
         "scaling_detail": scaling,
         "servers": servers,
-        "servers_pending": dict(PENDING),
     }
     for extra in ("caching", "verification"):  # measured once, on one server: see _extras
         if extra in bench.extras:
@@ -573,6 +573,14 @@ def summarise(bench: Bench, servers: dict[str, dict[str, Any]]) -> dict[str, Any
     return results
 
 
+# What results.json says of every configuration (issue 16), measured or not.
+SERVER_FIGURES = (
+    "wall_over_critical",
+    "overhead_ms_per_task",
+    "cached_rerun_s",
+    "http_503",
+    "start_to_first_request_s",
+)
 _INFO_KEYS = (
     "label",
     "services_on",
@@ -606,7 +614,7 @@ def run_benchmark(out: Path, options: Options) -> dict[str, Any]:
     try:
         with BenchMessagesAPI() as api:
             bench = Bench(api, scratch, options)
-            servers = {name: _run_server(bench, name) for name in options.configs}
+            servers = {name: measure_server(bench, name) for name in options.configs}
         results = summarise(bench, servers)
         if options.fleet:
             results["fleet"] = measure_fleet(scratch, options.latency_scale)
@@ -619,13 +627,18 @@ def run_benchmark(out: Path, options: Options) -> dict[str, Any]:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _run_server(bench: Bench, name: str) -> dict[str, Any]:
+def measure_server(bench: Bench, name: str) -> dict[str, Any]:
     """Every group of one server configuration, then the README's first command against it."""
     opts = bench.options
     config = CONFIGS[name]
     headline = name == opts.headline
     plan = plan_phases(team_of_size(opts.roles, opts.seed))
-    api_url = opts.api_url if name == "default" else None
+    api_url = opts.api_urls.get(name)
+    missing = None if api_url else config.missing()
+    if missing is not None:  # the benchmark may run where PostgreSQL is not installed
+        if headline:
+            raise ValueError(f"the headline configuration {name!r} cannot run here: {missing}")
+        return unmeasured_server(config, missing)
     with serve(config, bench.scratch / f"{name}-server", api_url) as server:
         group = f"{name}-main"
         runs = main_runs(plan, bench.scratch, group, opts.samples, headline)
@@ -639,6 +652,20 @@ def _run_server(bench: Bench, name: str) -> dict[str, Any]:
             _extras(bench, server)
         info = server.info()
     return summarise_server(bench, name, info, cli)
+
+
+def unmeasured_server(config: ServerConfig, why: str) -> dict[str, Any]:
+    """The row of a configuration this machine cannot run: the same keys, no figures."""
+    row: dict[str, Any] = {
+        "label": config.label,
+        "not_measured": why,
+        "records_task_runs_and_events": config.records,
+        **dict.fromkeys(SERVER_FIGURES),
+        "scaling": [],
+        "spread": {},
+        "targets": {},
+    }
+    return row
 
 
 def _cli_runs(bench: Bench, name: str, server: ServerHandle) -> dict[str, list[dict[str, Any]]]:
@@ -723,6 +750,12 @@ def _write(out: Path, results: dict[str, Any], bench: Bench) -> None:
     )
 
 
+def _api_url(text: str) -> tuple[str, str]:
+    """`--api-url URL` stands in for the default server, `--api-url postgres=URL` for one."""
+    name, sep, url = text.partition("=")
+    return (name, url) if sep and not name.startswith("http") else ("default", text)
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(s.strip() for s in text.split(",") if s.strip())
 
@@ -730,7 +763,8 @@ def _names(text: str) -> tuple[str, ...]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
-        description="agentmill on the Prefect servers people run (embedded, default, tuned), "
+        description="agentmill on the Prefect servers people run (embedded, default, postgres, "
+        "tuned), "
         "against sequential and level-barrier baselines and the critical path; writes "
         "results.md, results.json and timeline.svg.",
     )
@@ -745,7 +779,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "benchmarks"), help="where results go")
     parser.add_argument(
         "--configs",
-        default="embedded,default,tuned",
+        default=",".join(Options.configs),
         help=f"server configurations to run ({', '.join(CONFIGS)})",
     )
     parser.add_argument(
@@ -755,7 +789,12 @@ def main(argv: list[str] | None = None) -> int:
         "--scale-configs", default="embedded,default", help="configurations run at every size"
     )
     parser.add_argument(
-        "--api-url", help="an existing Prefect API to use as the default server instead of one"
+        "--api-url",
+        action="append",
+        default=[],
+        metavar="[CONFIG=]URL",
+        help="an existing Prefect API to use instead of starting a configuration's server "
+        "(default: the `default` one); repeatable",
     )
     parser.add_argument(
         "--samples", type=int, default=5, help="repeats of the noisy runs (median reported)"
@@ -786,7 +825,7 @@ def main(argv: list[str] | None = None) -> int:
         configs=_names(args.configs),
         headline=args.headline,
         scale_configs=_names(args.scale_configs),
-        api_url=args.api_url,
+        api_urls=dict(_api_url(a) for a in args.api_url),
         samples=max(1, args.samples),
         scale_samples=max(1, args.scale_samples),
         cli_samples=max(0, args.cli_samples),

@@ -9,7 +9,10 @@
 - tuned: the same with eight of its ten services off. Task runs and events
   are then not recorded (the UI shows neither), so nobody should run it for
   real; it is kept, labelled, because the earlier benchmark measured it.
-- postgres: a server on PostgreSQL, once issue 15 brings one (`PENDING`).
+- postgres: a plain `prefect server start` (every service on) on a throwaway
+  PostgreSQL cluster (tasks.testing.postgres), what a fleet runs. Where
+  PostgreSQL is not installed, `serve` raises `PostgresMissing` (a fix-it
+  error) and the harness reports the row as not measured.
 
 Each group of runs gets the environment of its configuration from
 `ServerHandle.env`; the embedded configuration shares one `PREFECT_HOME`
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tasks.testing.postgres import PostgresCluster, PostgresMissing, postgres_bin
 from tasks.testing.prefect_server import ALL_SERVICES, QUIET_OFF, PrefectServer
 
 # What a Prefect server logs for each request it answers 503 (with
@@ -43,10 +47,21 @@ class ServerConfig:
     label: str
     services_off: tuple[str, ...] | None
     records: bool = True  # task runs and events reach the database (the UI shows them)
+    database: str = "sqlite"  # or "postgres": a throwaway cluster `serve` starts and stops
 
     @property
     def embedded(self) -> bool:
         return self.services_off is None
+
+    def missing(self) -> str | None:
+        """Why this machine cannot start this configuration's server (None: it can)."""
+        if self.database != "postgres":
+            return None
+        try:
+            postgres_bin()
+        except PostgresMissing as error:
+            return str(error)
+        return None
 
     @property
     def services_on(self) -> tuple[str, ...]:
@@ -66,11 +81,12 @@ CONFIGS: dict[str, ServerConfig] = {
         QUIET_OFF,
         records=False,
     ),
-}
-# Configurations the harness knows of but cannot run yet, and why.
-PENDING: dict[str, str] = {
-    "postgres": "a Prefect server on PostgreSQL comes with issue 15: add its ServerConfig "
-    "to CONFIGS (and how to start it to `serve`) and it runs like the others",
+    "postgres": ServerConfig(
+        "postgres",
+        "`prefect server start` on PostgreSQL (every service on)",
+        (),
+        database="postgres",
+    ),
 }
 
 
@@ -141,7 +157,15 @@ def serve(config: ServerConfig, root: Path, api_url: str | None = None) -> Itera
         yield ServerHandle(config, {"PREFECT_API_URL": api_url}, external=True)
         return
     assert config.services_off is not None
-    with PrefectServer(services_off=config.services_off, root=root) as server:
+    with contextlib.ExitStack() as stack:
+        database_url = None
+        if config.database == "postgres":
+            cluster = stack.enter_context(PostgresCluster())
+            cluster.create_database("prefect")
+            database_url = cluster.database_url("prefect")
+        server = stack.enter_context(
+            PrefectServer(services_off=config.services_off, root=root, database_url=database_url)
+        )
         yield ServerHandle(
             config, {"PREFECT_API_URL": server.api_url}, server=server, start_s=server.start_s
         )

@@ -29,7 +29,8 @@ def render_servers(r: dict[str, Any]) -> list[str]:
         f"The same {r['roles']}-role team, fake and latencies on each Prefect server "
         "configuration: the **embedded** server the command line starts (no "
         "`PREFECT_API_URL`), a plain **`prefect server start`** (every service on; what a "
-        "Prefect UI user runs) and, labelled as such, the **tuned** server of the earlier "
+        "Prefect UI user runs), the same on **PostgreSQL** (a throwaway cluster; what a "
+        "fleet runs) and, labelled as such, the **tuned** server of the earlier "
         "benchmark (8 of 10 services off: task runs and events are not recorded, so the UI "
         f"shows neither). Medians of {r['samples']} runs each; the README's first command "
         "is timed in fresh processes. Between runs the harness waits until the server has "
@@ -43,8 +44,6 @@ def render_servers(r: dict[str, Any]) -> list[str]:
     ]
     for name, s in servers.items():
         lines.append(_row(name, s))
-    for name, why in r.get("servers_pending", {}).items():
-        lines.append(f"| {name} | not measured: {why} | | | | |")
     lines += [
         "",
         "Fully cached rerun: the whole call, its share of the first run's wall, and the model "
@@ -61,6 +60,8 @@ def render_servers(r: dict[str, Any]) -> list[str]:
 
 
 def _row(name: str, s: dict[str, Any]) -> str:
+    if s.get("not_measured"):  # e.g. PostgreSQL is not installed where the benchmark ran
+        return f"| **{name}**: {s['label']} | not measured: {s['not_measured']} | | | | |"
     scaling = " / ".join(f"{x['wall_over_critical']:.2f}" for x in s["scaling"]) or "not run"
     b = s["client_backoffs"]
     fresh = ""
@@ -103,6 +104,9 @@ def _goals(servers: dict[str, dict[str, Any]]) -> list[str]:
     for key, label in _GOALS.items():
         cells = []
         for name in names:
+            if servers[name].get("not_measured"):
+                cells.append("not measured")
+                continue
             t = servers[name]["targets"].get(key)
             if t is None:
                 cells.append("")

@@ -108,6 +108,7 @@ class Fleet:
                           "--pool", POOL)  # fmt: skip
             for i in range(self.n_workers):
                 self._start_worker(i)
+            asyncio.run(self._workers_online())
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -135,6 +136,30 @@ class Fleet:
         with (home / "worker.log").open("wb") as log:
             worker = subprocess.Popen(command, cwd=scratch, env=env, stdout=log, stderr=log)
         self.workers.append(worker)
+
+    async def _workers_online(self, within_s: float = 180) -> None:
+        """Wait until every worker has told the server it is online (its first heartbeat,
+        sent as it starts polling): a run created before would wait for a worker's start-up,
+        and a benchmark's wall(1) would count it."""
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.objects import WorkerStatus
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        want = {f"worker-{i}" for i in range(self.n_workers)}
+        deadline = time.monotonic() + within_s
+        with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
+            async with get_client() as client:
+                while True:
+                    workers = await client.read_workers_for_work_pool(POOL)
+                    if want <= {w.name for w in workers if w.status == WorkerStatus.ONLINE}:
+                        return
+                    exited = [i for i, w in enumerate(self.workers) if w.poll() is not None]
+                    if exited or time.monotonic() > deadline:
+                        raise RuntimeError(
+                            f"fleet workers not online in {within_s}s (exited: {exited}): "
+                            + "".join(self.worker_log(i)[-1000:] for i in range(self.n_workers))
+                        )
+                    await asyncio.sleep(0.5)
 
     def worker_log(self, i: int) -> str:
         return (self.homes[i] / "worker.log").read_text(errors="replace")

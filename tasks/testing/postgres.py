@@ -77,6 +77,11 @@ class PostgresCluster:
         self._pid: int | None = None
         self._password = secrets.token_hex(16)  # a loopback cluster that lives for one session
 
+    @property
+    def pid(self) -> int | None:
+        """The postmaster, parent of every backend (the benchmark reads their CPU time)."""
+        return self._pid
+
     def database_url(self, database: str) -> str:
         """The SQLAlchemy URL Prefect's PREFECT_API_DATABASE_CONNECTION_URL takes."""
         return f"postgresql+asyncpg://{DB_USER}:{self._password}@127.0.0.1:{self.port}/{database}"

@@ -122,6 +122,11 @@ class PrefectServer:
         except OSError:
             return False
 
+    @property
+    def pid(self) -> int | None:
+        """The `prefect server start` process (the benchmark reads its CPU time)."""
+        return None if self._proc is None else self._proc.pid
+
     def peak_rss_mb(self) -> float | None:
         """The server process's peak resident memory (VmHWM), while it still runs."""
         if self._proc is None:

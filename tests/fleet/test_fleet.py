@@ -191,3 +191,32 @@ def test_eight_builds_at_once_through_the_deployment_all_complete_and_are_record
     log = fleet.server.log_text()
     assert "database is locked" not in log
     assert fleet.server.retryable_errors() == 0  # no 503, so no client back-off
+
+
+def test_the_benchmark_measures_agentmill_on_the_fleets_postgresql_server(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """benchmarks/servers.py's postgres configuration, on this module's server (its cluster
+    is not started twice): the row has the figures every configuration has, and the server
+    recorded each run's task runs and events (the harness waited for them)."""
+    from benchmarks.fake_api import BenchMessagesAPI
+    from benchmarks.run import SERVER_FIGURES, Bench, Options, measure_server
+
+    options = Options(
+        roles=8, scales=(), latency_scale=0.05, configs=("default", "postgres"), headline="default",
+        api_urls={"postgres": fleet.api_url}, samples=1, cli_samples=1, cli_fresh=False,
+        fleet=False, caching=False, verification=False,
+    )  # fmt: skip
+    with BenchMessagesAPI() as api:
+        row = measure_server(Bench(api, tmp_path, options), "postgres")
+    assert set(row) >= set(SERVER_FIGURES)
+    assert row["label"].endswith("on PostgreSQL (every service on)")
+    assert row["records_task_runs_and_events"] is True
+    assert row["recorded_after_s"] is not None  # task runs and the final event reached it
+    assert row["cached_rerun_requests"] == 0
+    assert row["wall_over_critical"] >= 1 and row["overhead_ms_per_task"] > 0
+    assert row["http_503"] is None  # an external server's log is not the harness's to read
+    assert fleet.server is not None and fleet.server.retryable_errors() == 0
+    (cli,) = row["cli_runs"]
+    assert cli["exit_code"] == 0, cli.get("error")
+    assert 0 < row["start_to_first_request_s"] <= cli["start_to_summary_s"]
