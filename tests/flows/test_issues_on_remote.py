@@ -22,10 +22,11 @@ from pathlib import Path
 import pytest
 from prefect.settings import get_current_settings
 
+from flows.build_app import BuildRequest
 from flows.process_issues import IssuesRequest, process_issues
 from tasks.cli.issues import add_options
-from tasks.common.parameters import InvalidParameters, checked_arguments
-from tasks.common.remote import GitError
+from tasks.common.parameters import InvalidParameters, checked_arguments, validate
+from tasks.common.remote import GitAuth, GitError, clone_into_scratch
 from tasks.issues.report import IssuesSummary
 from tasks.testing.github_api import FakeGitHub
 from tasks.testing.repos import git
@@ -178,7 +179,7 @@ def test_a_repo_url_that_is_not_there_fails_before_any_clone_or_listing(
     for name, value in _github_env(remote.fake).items():
         monkeypatch.setenv(name, value)
     listed = len(remote.fake.seen("GET", "/issues"))
-    with pytest.raises(GitError, match="cannot be reached .no git repository at that path"):
+    with pytest.raises(GitError, match=r"cannot be reached \(no git repository at that path"):
         process_issues(
             repo=REPO, repo_url=str(tmp_path / "gone.git"), scratch_dir=str(tmp_path / "s")
         )
@@ -212,6 +213,37 @@ def test_the_command_line_checks_the_remote_options_like_the_flow(
         "develop",
         "/scratch",
     )
+    bad = parser.parse_args(["--repo", REPO, f"{option}={value}"])
     with pytest.raises(SystemExit) as usage:
-        checked_arguments(parser, IssuesRequest, parser.parse_args(["--repo", REPO, f"{option}={value}"]))
+        checked_arguments(parser, IssuesRequest, bad)
     assert usage.value.code == 2 and problem in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("https://me:ghp_x@github.com/o/r.git", "carries credentials"),
+        ("git@github.com:o/r.git", "is an ssh remote"),
+        ("ssh://github.com/o/r.git", "not a remote agentmill pushes to"),
+        ("http://github.com/o/r.git", "http only on loopback"),
+        ("  ", "is empty"),
+    ],
+)
+def test_both_flows_refuse_the_same_remotes(url: str, problem: str) -> None:
+    for model, required in ((BuildRequest, {"idea": "an app"}), (IssuesRequest, {"repo": REPO})):
+        with pytest.raises(InvalidParameters, match=f"repo_url: .*{problem}"):
+            validate(model, {**required, "repo_url": url})
+
+
+async def test_a_relative_repo_url_is_a_path_on_the_worker(
+    remote: Remote, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(remote.base)  # git clones from the scratch dir: relative would miss
+    scratch = await clone_into_scratch(
+        "remote.git", tmp_path / "s", GitAuth("remote.git"), prefix="t-", name="widgets"
+    )
+    assert scratch.url == str(remote.bare)
+    assert git(scratch.path, "rev-parse", "origin/develop") == remote.develop
+    assert scratch.path.parent == scratch.root
+    scratch.remove()
+    assert not any((tmp_path / "s").iterdir())
