@@ -64,7 +64,7 @@ from tasks.common.parameters import (
     validate,
     with_parameters,
 )
-from tasks.common.remote import GitAuth
+from tasks.common.remote import BranchName, GitAuth, RemoteUrl
 from tasks.common.runs import flow_run_id
 from tasks.common.secrets import scanning_for
 from tasks.common.workspace import prepare_workdir, workspace_lock
@@ -94,13 +94,13 @@ class BuildRequest(BaseModel):
     workdir: str = Field(
         default="out/app", description="The git repository to build in; created if missing."
     )
-    repo_url: str | None = Field(
+    repo_url: RemoteUrl = Field(
         default=None,
         description="Build on this git remote instead of workdir (a bare repository path, or "
         "an https URL; its token from git_credentials or GITHUB_TOKEN): clone it into "
         "scratch_dir, push each phase commit to `branch` as it lands.",
     )
-    branch: str = Field(
+    branch: BranchName = Field(
         default="agentmill/build",
         description="With repo_url: the branch the phase commits are pushed to (a new branch "
         "starts from the remote's default branch).",

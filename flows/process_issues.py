@@ -12,6 +12,14 @@ defined once, in `IssuesRequest`.
     python -m flows.process_issues --repo OWNER/NAME --label agent:ready \\
         --concurrency 3 --clone-dir work/
 
+On a fleet, where a worker's disk is scratch: `repo_url` (default: the
+repository's clone URL from the API; or a bare repository path, or another
+https URL, the token sent as a header) and `branch` (default: the
+repository's default branch) say where the issue branches come from and go
+to, and `scratch_dir` makes the run clone into a fresh directory under it and
+remove it at the end, so a rerun on any worker continues from what the
+remote and GitHub hold.
+
 Issues run as `resolve_issue` subflows, at most `concurrency` at a time, each
 reported the moment it finishes; one failing does not stop the others. Run it
 again and nothing is opened twice: an issue whose branch has an open PR is
@@ -39,10 +47,10 @@ from tasks.common.parameters import (
     validate,
     with_parameters,
 )
+from tasks.common.remote import BranchName, RemoteUrl, locate_remote, reach_remote
 from tasks.common.runs import flow_run_id
 from tasks.common.secrets import scanning_for
-from tasks.common.workspace import workspace_lock
-from tasks.issues.clone import GitAuth, branch_for, open_clone
+from tasks.issues.clone import GitAuth, branch_for, run_clone
 from tasks.issues.github import REPO_PATTERN, EtagCache, GitHub, Issue, resolve_github
 from tasks.issues.offline_script import issue_reply
 from tasks.issues.report import IssueResult, IssuesSummary, ProgressReporter
@@ -76,7 +84,26 @@ class IssuesRequest(BaseModel):
         default=3, ge=1, le=MAX_CONCURRENCY, description="How many issues are worked at once."
     )
     clone_dir: str = Field(
-        default="work", description="Where the clone and the per-issue worktrees live."
+        default="work",
+        description="Where the clone and the per-issue worktrees live, kept between runs "
+        "(unless scratch_dir is set).",
+    )
+    repo_url: RemoteUrl = Field(
+        default=None,
+        description="The git remote the issue branches are cloned from and pushed to: a bare "
+        "repository path or an https URL (the token from `credentials` or GITHUB_TOKEN, sent "
+        "as a header). Default: the repository's clone URL from the GitHub API.",
+    )
+    branch: BranchName | None = Field(
+        default=None,
+        description="The branch issue branches start from and pull requests target. Default: "
+        "the repository's default branch.",
+    )
+    scratch_dir: str | None = Field(
+        default=None,
+        description="Clone into a fresh directory under this one and remove it when the run "
+        "ends (a fleet worker's disk); the GitHub ETag cache then lives in memory only. "
+        "Default: keep the clone in clone_dir.",
     )
     credentials: str = Field(
         default=DEFAULT_GITHUB_BLOCK,
@@ -142,10 +169,12 @@ async def _process(request: IssuesRequest) -> IssuesSummary:
     announce(endpoint, log, OFFLINE_WORK)
     owner, name = request.repo.split("/")
     root = await asyncio.to_thread(Path(request.clone_dir).resolve)
-    cache = EtagCache(root / ".agentmill" / f"github-etags-{owner}-{name}.json")
+    cache = _etag_cache(request, root, owner, name)
     started = time.perf_counter()
     async with GitHub(auth, cache=cache) as gh:
         repository = await gh.get_repo(request.repo)
+        url = await _remote_url(request.repo_url, auth.token) or repository.clone_url
+        git_auth = GitAuth(url, auth.token)
         fork = await gh.get_repo(request.push_to) if request.push_to else None
         issues = await gh.list_issues(request.repo, request.label)
         cache.save()
@@ -157,14 +186,14 @@ async def _process(request: IssuesRequest) -> IssuesSummary:
         results: list[IssueResult] = []
         reporter = ProgressReporter(request.repo, len(issues))
         if issues:
-            clone_path = root / owner / name
-            with workspace_lock(clone_path.with_name(name + ".worktrees"), run_id):
-                clone = await open_clone(
-                    repository.clone_url,
-                    clone_path,
-                    GitAuth(repository.clone_url, auth.token),
-                    repository.default_branch,
-                )
+            async with run_clone(
+                url,
+                git_auth,
+                request.branch or repository.default_branch,
+                clone_path=root / owner / name,
+                scratch_dir=Path(request.scratch_dir) if request.scratch_dir else None,
+                run_id=run_id,
+            ) as clone:
                 if fork is not None:
                     await clone.use_fork(fork.clone_url, GitAuth(fork.clone_url, auth.token))
                 run = IssueRun(
@@ -199,6 +228,31 @@ async def _process(request: IssuesRequest) -> IssuesSummary:
     )
     await reporter.finish(summary)
     return summary
+
+
+def _etag_cache(request: IssuesRequest, root: Path, owner: str, name: str) -> EtagCache:
+    """The GitHub ETag cache: on disk beside the clone, or with a scratch dir in memory only.
+
+    It only saves rate limit (an unchanged page costs a 304), so nothing may
+    depend on it: a fleet worker keeps no state of its own, and a rerun lands
+    on any worker anyway, so a file it left behind would rarely be read again.
+    """
+    if request.scratch_dir:
+        return EtagCache()
+    return EtagCache(root / ".agentmill" / f"github-etags-{owner}-{name}.json")
+
+
+async def _remote_url(repo_url: str | None, token: SecretStr) -> str | None:
+    """The `repo_url` parameter as git gets it, reached once before anything is listed or cloned.
+
+    A wrong one fails the run at its start, even when no issue is open (a
+    scheduled run would otherwise pass until the first labelled issue).
+    """
+    if repo_url is None:
+        return None
+    url = locate_remote(repo_url)
+    await reach_remote(url, GitAuth(url, token))
+    return url
 
 
 async def _work(

@@ -19,17 +19,14 @@ end: nothing a later run needs stays in the scratch directory.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from tasks.common.git import EMPTY_TREE
-from tasks.common.remote import GitAuth, GitError, git, refuse_credentials_in
+from tasks.common.remote import GitAuth, GitError, ScratchClone, clone_into_scratch, git
 
 BASE_REF_PREFIX = "refs/agentmill/base/"
 
@@ -38,14 +35,17 @@ BASE_REF_PREFIX = "refs/agentmill/base/"
 class RemoteBuild:
     """One run's clone of the remote and what its pushes must agree with."""
 
-    url: str
+    scratch: ScratchClone  # the clone, the build's workdir
     branch: str
-    path: Path  # the clone, the build's workdir
     auth: GitAuth
     remote_head: str | None  # the branch on the remote as this run last saw it (None: absent)
     # The recorded base: a commit, or the empty tree's id for a build that started from
     # nothing (a ref may name a tree); None when this run is the first and records it.
     base: str | None
+
+    @property
+    def path(self) -> Path:
+        return self.scratch.path
 
     @property
     def base_ref(self) -> str:
@@ -81,28 +81,26 @@ class RemoteBuild:
         return self.base, tree.strip()
 
     def remove(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        self.scratch.remove()
 
 
 async def clone_for_build(
-    url: str, branch: str, scratch: Path | None, auth: GitAuth
+    url: str, branch: str, scratch_dir: Path | None, auth: GitAuth
 ) -> RemoteBuild:
-    """Clone `url` into a fresh directory under `scratch` and check out `branch`.
+    """Clone `url` into a fresh directory under `scratch_dir` and check out `branch`.
 
-    The branch continues where the remote has it; a new branch starts from
-    the remote's default branch (or empty, on an empty remote). The recorded
-    base, if any, is fetched too.
+    The branch continues where the remote had it when cloned (what the first
+    push's lease expects); a new branch starts from the remote's default
+    branch (or empty, on an empty remote). The recorded base, if any, is
+    fetched too. `branch` was checked with the parameters (BranchName).
     """
-    refuse_credentials_in(url)
-    if not branch or branch.startswith("-") or " " in branch:
-        raise GitError(f"branch {branch!r} is not a branch name; give one like agentmill/build")
-    path = await asyncio.to_thread(_fresh_dir, scratch)
+    scratch = await clone_into_scratch(url, scratch_dir, auth, prefix="agentmill-build-")
+    path = scratch.path
     try:
-        await git("clone", "--quiet", "--no-checkout", url, str(path), cwd=path.parent, auth=auth)
-        code, out = await git(
-            "ls-remote", "origin", f"refs/heads/{branch}", cwd=path, auth=auth, check=False
-        )
-        remote_head = out.split()[0] if code == 0 and out.strip() else None
+        code, out = await git("rev-parse", "--verify", "--quiet",
+                              f"refs/remotes/origin/{branch}^{{commit}}", cwd=path,
+                              check=False)  # fmt: skip
+        remote_head = out.strip() if code == 0 and out.strip() else None
         if remote_head is not None:
             await git("checkout", "--quiet", "-B", branch, remote_head, cwd=path)
         elif await _has_commits(path):
@@ -117,15 +115,9 @@ async def clone_for_build(
             _, out = await git("rev-parse", ref, cwd=path)
             base = out.strip()
     except BaseException:
-        shutil.rmtree(path, ignore_errors=True)
+        scratch.remove()
         raise
-    return RemoteBuild(url, branch, path, auth, remote_head, base)
-
-
-def _fresh_dir(scratch: Path | None) -> Path:
-    if scratch is not None:
-        scratch.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="agentmill-build-", dir=scratch))
+    return RemoteBuild(scratch, branch, auth, remote_head, base)
 
 
 async def _has_commits(path: Path) -> bool:

@@ -12,10 +12,15 @@ Branches are pushed to `origin`, or to a fork (`push_to`): the pull request
 then comes from the fork, so agent-written code never lands as a branch of
 the base repository, where CI runs with its secrets.
 
-Layout under the clone directory::
+Layout under the clone directory, kept between runs (a fetch, not a clone)::
 
-    <clone-dir>/<owner>/<name>/                      the clone (origin = the API's clone_url)
+    <clone-dir>/<owner>/<name>/                      the clone (origin = repo_url or the API's)
     <clone-dir>/<owner>/<name>.worktrees/issue-<N>/  one worktree per issue, on agentmill/issue-<N>
+
+With a scratch directory (a fleet worker), the same layout lives in a fresh
+directory of the run's own, `<scratch-dir>/agentmill-issues-XXXX/<name>`,
+removed when the run ends however it ends: what a later run needs is on the
+remote (the issue branches) and on GitHub (the pull requests).
 """
 
 from __future__ import annotations
@@ -23,13 +28,23 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks.common.logs import run_logger
-from tasks.common.remote import GitAuth, GitError, git, refuse_credentials_in
+from tasks.common.remote import (
+    GitAuth,
+    GitError,
+    clone_into_scratch,
+    clone_no_checkout,
+    git,
+    refuse_credentials_in,
+)
+from tasks.common.workspace import workspace_lock
 
-__all__ = ["Clone", "GitAuth", "GitError", "branch_for", "git", "open_clone"]
+__all__ = ["Clone", "GitAuth", "GitError", "branch_for", "git", "open_clone", "run_clone"]
 
 BRANCH_PREFIX = "agentmill/issue-"
 
@@ -47,6 +62,8 @@ class Clone:
 
     path: Path
     auth: GitAuth
+    # What issue branches start from and pull requests target: the `branch` parameter, else
+    # the repository's default branch.
     default_branch: str
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     push_remote: str = "origin"  # where branches go: origin, or a fork (`use_fork`)
@@ -60,6 +77,16 @@ class Clone:
         await git("remote", verb, PUSH_REMOTE, clone_url, cwd=self.path)
         await git("fetch", "--prune", "--quiet", PUSH_REMOTE, cwd=self.path, auth=auth)
         self.push_remote, self.push_auth = PUSH_REMOTE, auth
+
+    async def require_base(self, url: str) -> None:
+        """The base branch is on the remote (as of the clone or fetch), or a GitError saying so."""
+        ref = f"refs/remotes/origin/{self.default_branch}^{{commit}}"
+        code, _ = await git("rev-parse", "--verify", "--quiet", ref, cwd=self.path, check=False)
+        if code != 0:
+            raise GitError(
+                f"the remote {url} has no branch {self.default_branch!r}; pass an existing "
+                "branch as `branch` (issue branches start from it, pull requests target it)"
+            )
 
     @property
     def worktrees(self) -> Path:
@@ -94,6 +121,40 @@ class Clone:
             await git("worktree", "prune", cwd=self.path, check=False)
 
 
+@asynccontextmanager
+async def run_clone(
+    url: str,
+    auth: GitAuth,
+    base_branch: str,
+    *,
+    clone_path: Path,
+    scratch_dir: Path | None,
+    run_id: str,
+) -> AsyncIterator[Clone]:
+    """The run's clone: kept at `clone_path` between runs, or fresh under `scratch_dir`.
+
+    At `clone_path` one run at a time holds it (the workspace lock); under a
+    scratch directory it is this run's alone and removed at the end, success
+    or failure. Either way the base branch must be on the remote.
+    """
+    if scratch_dir is None:
+        with workspace_lock(clone_path.with_name(clone_path.name + ".worktrees"), run_id):
+            clone = await open_clone(url, clone_path, auth, base_branch)
+            await clone.require_base(url)
+            yield clone
+        return
+    scratch = await clone_into_scratch(
+        url, scratch_dir, auth, prefix="agentmill-issues-", name=clone_path.name
+    )
+    try:
+        run_logger("agentmill.clone").info("cloned %s into %s", url, scratch.path)
+        clone = Clone(path=scratch.path, auth=auth, default_branch=base_branch)
+        await clone.require_base(url)
+        yield clone
+    finally:
+        scratch.remove()
+
+
 async def open_clone(clone_url: str, path: Path, auth: GitAuth, default_branch: str) -> Clone:
     """Clone `clone_url` into `path`, or fetch if it is already there (same remote only)."""
     refuse_credentials_in(clone_url)
@@ -109,9 +170,7 @@ async def open_clone(clone_url: str, path: Path, auth: GitAuth, default_branch: 
         log.info("fetched %s into %s", clone_url, path)
     else:
         _prepare_clone_target(path)
-        await git(
-            "clone", "--quiet", "--no-checkout", clone_url, str(path), cwd=path.parent, auth=auth
-        )
+        await clone_no_checkout(clone_url, path, auth)
         log.info("cloned %s into %s", clone_url, path)
     return Clone(path=path, auth=auth, default_branch=default_branch)
 

@@ -351,7 +351,9 @@ def test_cli_help_documents_every_option() -> None:
         text=True,
     )
     assert proc.returncode == 0
-    for option in ("--repo", "--label", "--concurrency", "--clone-dir", "--credentials"):
+    options = ("--repo", "--label", "--concurrency", "--clone-dir", "--credentials", "--repo-url",
+               "--branch", "--scratch-dir")  # fmt: skip
+    for option in options:
         assert option in proc.stdout
 
 

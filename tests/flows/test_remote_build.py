@@ -15,6 +15,7 @@ import pytest
 
 from benchmarks.teams import generated_team
 from flows.build_app import build_app
+from tasks.common.parameters import InvalidParameters
 from tasks.common.remote import GitError
 from tasks.testing.messages_api import FakeMessagesAPI
 from tasks.testing.repos import git
@@ -67,11 +68,23 @@ def test_phases_are_pushed_as_they_land_and_a_rerun_elsewhere_is_all_cache_hits(
 
 
 def test_a_remote_url_with_credentials_in_it_is_refused(tmp_path: Path, unique_idea: str) -> None:
-    with pytest.raises(GitError, match="carries credentials"):
+    with pytest.raises(InvalidParameters, match="carries credentials") as refused:
         build_app(
             idea=unique_idea,
             repo_url="https://x-access-token:ghp_secret@github.com/o/r.git",
             scratch_dir=str(tmp_path),
             provider="offline",
         )
+    assert "ghp_secret" not in str(refused.value)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_remote_that_is_not_there_fails_before_a_clone(tmp_path: Path, unique_idea: str) -> None:
+    with pytest.raises(GitError, match=r"cannot be reached \(no git repository at that path"):
+        build_app(
+            idea=unique_idea,
+            repo_url=str(tmp_path / "no-such.git"),
+            scratch_dir=str(tmp_path / "scratch"),
+            provider="offline",
+        )
+    assert not (tmp_path / "scratch").exists()  # no clone was started
