@@ -40,8 +40,11 @@ def split_wall(run: dict[str, Any]) -> dict[str, Any] | None:
         return None
     created = states[flows - 1][0] + states[flows - 1][1]
     closing = states[-1][0]
-    bounds = {"creating": (0.0, created), "running": (created, closing)}
-    bounds["closing"] = (closing, max(closing, float(run["wall_s"])))
+    bounds = {
+        "creating": (0.0, created),
+        "running": (created, closing),
+        "closing": (closing, max(closing, float(run["wall_s"]))),
+    }
     out: dict[str, Any] = {"flow_runs": flows}
     for name, (start, end) in bounds.items():
         inside = [c for c in timeline if start <= c[0] < end]

@@ -180,7 +180,6 @@ def _is_clone(path: Path) -> bool:
 
 
 def _prepare_clone_target(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and any(path.iterdir()):
         raise GitError(f"{path} exists and is not a git clone; pass another clone_dir")
 
