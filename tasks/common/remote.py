@@ -129,9 +129,9 @@ async def git(
 
 
 CREDENTIALS_IN_URL = (
-    "the remote URL carries credentials (user:token@); agentmill sends the token as a header "
-    "(GITHUB_TOKEN or a GitHubCredentials block) and will not store it in .git/config: remove "
-    "it from the URL"
+    "the remote URL carries credentials (user:token@, or a query string such as "
+    "?access_token=); agentmill sends the token as a header (GITHUB_TOKEN or a "
+    "GitHubCredentials block) and will not store it in .git/config: remove it from the URL"
 )
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 # HOST:PATH or USER@HOST:PATH, git's scp-like ssh syntax (git-clone(1), "GIT URLS"); a
@@ -142,13 +142,23 @@ BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 
 
 def refuse_credentials_in(url: str) -> None:
-    """A remote URL with `user:token@` in it is refused: the header carries the token instead."""
+    """A remote URL with credentials in it is refused: the header carries the token instead."""
     if _has_credentials(url):
         raise GitError(CREDENTIALS_IN_URL)
 
 
 def _has_credentials(url: str) -> bool:
-    return "@" in url.split("://", 1)[-1].split("/", 1)[0]
+    """`user:token@` before the host, or any query string or fragment after the path.
+
+    A git remote's URL has no use for a query string (git adds its own,
+    `?service=`, per request), but hosts accept tokens in one (GitLab's
+    `?private_token=`, `?access_token=`): git would keep it in .git/config
+    and print it in its errors, so none is let through, whatever its name.
+    """
+    if "://" not in url:
+        return False  # a path: `@`, `?` and `#` are the file name's
+    rest = url.split("://", 1)[1]
+    return "@" in rest.split("/", 1)[0] or "?" in rest or "#" in rest
 
 
 def check_remote_url(url: str | None) -> str | None:

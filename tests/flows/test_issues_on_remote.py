@@ -223,6 +223,8 @@ def test_the_command_line_checks_the_remote_options_like_the_flow(
     ("url", "problem"),
     [
         ("https://me:ghp_x@github.com/o/r.git", "carries credentials"),
+        ("https://gitlab.com/o/r.git?private_token=glpat-x", "carries credentials"),
+        ("https://github.com/o/r.git#access_token=ghp_x", "carries credentials"),
         ("git@github.com:o/r.git", "is an ssh remote"),
         ("ssh://github.com/o/r.git", "not a remote agentmill pushes to"),
         ("http://github.com/o/r.git", "http only on loopback"),
