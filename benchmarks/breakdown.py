@@ -121,3 +121,69 @@ def breakdown_markdown(name: str, b: dict[str, Any]) -> list[str]:
         "",
     ]
     return lines
+
+
+def creating_s(run: dict[str, Any]) -> float | None:
+    """How long a run spent creating its flow runs before any agent started (None: unknown)."""
+    split = split_wall(run)
+    return None if split is None else float(split["creating"]["seconds"])
+
+
+def in_the_way(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """For each of issue 16's goals a server missed: what stands in the way, and its cost.
+
+    `row` is one server's row of results.json with its `targets`. Each entry
+    says which operation stands in the way (`what`), what it costs in the
+    goal's own unit (`cost`), and the figure the goal would read without it
+    (`without`); a goal that is met, or whose cost is unknown, has no entry.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    targets = row.get("targets", {})
+    if targets.get("wall_vs_critical_path", {}).get("met") is False:
+        groups = [row, *row.get("scaling", [])]
+        worst = max(groups, key=lambda g: g.get("wall_over_critical") or 0.0)
+        created, cp = worst.get("creating_s"), worst.get("critical_path_s")
+        if created is not None and cp:
+            out["wall_vs_critical_path"] = {
+                "what": (
+                    f"creating the build's flow run and its phase subflows one after another "
+                    f"before any agent starts (Prefect's `POST /flow_runs/`, `set_state` and "
+                    f"`POST /task_runs/` per run): {created:.2f} s at {worst['roles']} roles"
+                ),
+                "cost": round(created / cp, 3),
+                "without": round((worst["agentmill_s"] - created) / cp, 3),
+            }
+    b = row.get("zero_latency_breakdown")
+    if targets.get("overhead_ms_per_task", {}).get("met") is False and b:
+        n, floor_ms = b["agents"], row["floor_ms_per_task"]
+        floor_creating_ms = 1000 * b["floor"]["creating"]["seconds"] / n
+        alone = b.get("agent_code_alone_s")
+        alone_text = (
+            ""
+            if alone is None
+            else f"; the agents' own work with no Prefect at all (plain asyncio) adds "
+            f"{1000 * alone / n:.1f} ms, so the two leave agentmill "
+            f"{row['overhead_ms_per_task'] - floor_ms - 1000 * alone / n:.1f} ms per agent"
+        )
+        out["overhead_ms_per_task"] = {
+            "what": (
+                f"Prefect's floor (the same {b['floor']['flow_runs']} flow runs and {n} tasks, "
+                f"doing nothing): {floor_ms:.1f} ms per agent, {floor_creating_ms:.1f} of it "
+                f"creating the runs" + alone_text
+            ),
+            "cost": floor_ms,
+            "without": round(row["overhead_ms_per_task"] - floor_ms, 1),
+        }
+    created = row.get("cached_rerun_creating_s")
+    if targets.get("cached_rerun_share_of_first", {}).get("met") is False and created:
+        first = row["agentmill_s"]
+        out["cached_rerun_share_of_first"] = {
+            "what": (
+                f"creating the build's flow run and its phase subflows one after another: "
+                f"{created:.2f} s of the {row['cached_rerun_s']:.2f} s rerun (every agent is "
+                f"a cached task run; no model request)"
+            ),
+            "cost": round(created / first, 3),
+            "without": round((row["cached_rerun_s"] - created) / first, 3),
+        }
+    return out

@@ -30,7 +30,7 @@ from typing import Any
 
 from benchmarks.baselines import dependency_levels
 from benchmarks.bounds import ideal_walls, level_barrier_headroom
-from benchmarks.breakdown import zero_latency_breakdown
+from benchmarks.breakdown import creating_s, in_the_way, zero_latency_breakdown
 from benchmarks.caching import caching_markdown
 from benchmarks.caching import measure as measure_caching
 from benchmarks.cli import run_cli
@@ -294,6 +294,7 @@ def summarise_group(bench: Bench, group: str, roles: int) -> dict[str, Any]:
         "agentmill_wall_parts": bench.wall_parts(runs["agentmill"], cp),
         "critical_path_s": round(cp, 4),
         "critical_path": cp_roles,
+        "creating_s": creating_s(runs["agentmill"]),
         "ratio_to_critical_path": round(agentmill / cp, 3) if cp else None,
         "ratio_samples": [round(w / cp, 3) for w in walls] if cp else [],
         "level_barrier_s": level,
@@ -374,6 +375,7 @@ def summarise_server(
         "wall_over_critical_samples": main["ratio_samples"],
         "agentmill_s": main["agentmill_s"],
         "critical_path_s": main["critical_path_s"],
+        "creating_s": main["creating_s"],
         "wall_parts": main["agentmill_wall_parts"],
         "overhead_ms_per_task": main["overhead_ms_per_task"],
         "overhead_ms_samples": main["overhead_ms_samples"],
@@ -382,6 +384,7 @@ def summarise_server(
         "cached_rerun_samples_s": runs["rerun_cached"]["samples_s"],
         "cached_rerun_share_of_first": round(cached_s / first, 3),
         "cached_rerun_in_flow_s": runs["rerun_cached"]["build_wall_s"],
+        "cached_rerun_creating_s": creating_s(runs["rerun_cached"]),
         "cached_rerun_requests": sum(m["fake"]["requests"] for m in cached),
         "http_503": info.get("retryable_errors"),
         "client_backoffs": backoffs,
@@ -395,6 +398,9 @@ def summarise_server(
         "scaling": [
             {
                 "roles": s["roles"],
+                "agentmill_s": s["agentmill_s"],
+                "critical_path_s": s["critical_path_s"],
+                "creating_s": s["creating_s"],
                 "wall_over_critical": s["ratio_to_critical_path"],
                 "wall_over_critical_samples": s["ratio_samples"],
                 "overhead_ms_per_task": s["overhead_ms_per_task"],
@@ -417,6 +423,7 @@ def summarise_server(
         zero, runs["zero_floor"], n, alone["wall_s"] if alone else None
     )
     row["targets"] = _server_targets(row)
+    row["in_the_way"] = in_the_way(row)
     return row
 
 

@@ -116,7 +116,28 @@ def _goals(servers: dict[str, dict[str, Any]]) -> list[str]:
             cells.append(f"{shown}: {_met(t['met'])}")
         if any(cells):
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return [*lines, ""]
+    return [*lines, "", *_in_the_way(servers)]
+
+
+def _in_the_way(servers: dict[str, dict[str, Any]]) -> list[str]:
+    """Each goal a server missed: the operation in the way, its cost, the figure without it."""
+    rows = [
+        f"| {_GOALS[key]} | {name} | {entry['what']} | {entry['cost']:g} | {entry['without']:g} |"
+        for key in _GOALS
+        for name, s in servers.items()
+        if (entry := s.get("in_the_way", {}).get(key))
+    ]
+    if not rows:
+        return []
+    return [
+        "What stands in the way of each goal not met, measured in the same runs: its cost in "
+        "the goal's own unit, and what the figure would be without it.",
+        "",
+        "| goal | server | what stands in the way | cost | the figure without it |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def _costs(servers: dict[str, dict[str, Any]]) -> list[str]:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from benchmarks.bounds import agent_latencies, ideal_walls
-from benchmarks.breakdown import split_wall
+from benchmarks.breakdown import in_the_way, split_wall
 from benchmarks.latency import TierLatency
 from benchmarks.run import SERVER_FIGURES, Options, run_benchmark
 from benchmarks.teams import generated_team, team_shape
@@ -198,6 +198,17 @@ def test_a_build_makes_its_prefect_requests_per_phase_not_per_agent(
         assert "POST /flow_runs/" not in split["agentmill"]["running"]["operations"], name
         windows = sum(split["agentmill"][w]["seconds"] for w in ("creating", "running", "closing"))
         assert windows == pytest.approx(server["zero_latency_wall_s"], abs=0.01), name
+        # The creation window of the latency run and of the cached rerun, and what each goal
+        # missed has in its way: an entry exactly where a goal's `met` is False.
+        assert 0 < server["creating_s"] < server["agentmill_s"], name
+        assert 0 < server["cached_rerun_creating_s"] < server["cached_rerun_s"], name
+        for goal in (
+            "wall_vs_critical_path",
+            "overhead_ms_per_task",
+            "cached_rerun_share_of_first",
+        ):
+            missed = server["targets"][goal]["met"] is False
+            assert (goal in server["in_the_way"]) == missed, (name, goal)
 
 
 def test_the_readme_command_is_timed_in_a_fresh_process(
@@ -239,3 +250,46 @@ def test_the_zero_latency_wall_splits_where_the_last_run_starts_and_the_build_en
     assert split["running"]["operations"][state]["count"] == 2
     assert split["closing"]["seconds"] == pytest.approx(0.2)
     assert split_wall({"api_timeline": timeline[:3], "wall_s": 1.0}) is None  # never ran
+
+
+def test_each_missed_goal_names_what_stands_in_its_way_and_the_figure_without_it() -> None:
+    """A server's row that misses three goals: the creation windows and the floor, priced."""
+    row: dict[str, Any] = {
+        "roles": 32,
+        "agentmill_s": 10.0,
+        "critical_path_s": 8.0,
+        "creating_s": 1.0,
+        "wall_over_critical": 1.25,
+        "scaling": [  # the worst ratio is at 40 roles: its own creation window is priced
+            {"roles": 40, "agentmill_s": 13.0, "critical_path_s": 10.0, "creating_s": 1.5,
+             "wall_over_critical": 1.3},
+            {"roles": 20, "agentmill_s": 7.0, "critical_path_s": 6.0, "creating_s": 0.9,
+             "wall_over_critical": 1.167},
+        ],
+        "overhead_ms_per_task": 100.0,
+        "floor_ms_per_task": 50.0,
+        "zero_latency_breakdown": {
+            "agents": 32,
+            "floor": {"flow_runs": 6, "creating": {"seconds": 0.96}},
+            "agent_code_alone_s": 0.96,
+        },
+        "cached_rerun_s": 1.5,
+        "cached_rerun_creating_s": 1.0,
+        "targets": {
+            "wall_vs_critical_path": {"met": False},
+            "overhead_ms_per_task": {"met": False},
+            "cached_rerun_share_of_first": {"met": False},
+        },
+    }  # fmt: skip
+    way = in_the_way(row)
+    wall = way["wall_vs_critical_path"]
+    assert (wall["cost"], wall["without"]) == (0.15, 1.15)
+    assert "1.50 s at 40 roles" in wall["what"]
+    per_agent = way["overhead_ms_per_task"]
+    assert (per_agent["cost"], per_agent["without"]) == (50.0, 50.0)
+    assert "30.0 of it creating the runs" in per_agent["what"]
+    assert "adds 30.0 ms" in per_agent["what"] and "agentmill 20.0 ms" in per_agent["what"]
+    cached = way["cached_rerun_share_of_first"]
+    assert (cached["cost"], cached["without"]) == (0.1, 0.05)
+    row["targets"] = {key: {"met": True} for key in row["targets"]}
+    assert in_the_way(row) == {}  # nothing stands in the way of a goal that is met
