@@ -56,6 +56,9 @@ def split_wall(run: dict[str, Any]) -> dict[str, Any] | None:
         out[name] = {
             "seconds": round(end - start, 4),
             "requests": len(inside),
+            # Answered 503 ("database is locked" on SQLite): each is followed by the client's
+            # back-off of 2 s or more, inside the same window.
+            "http_503": sum(1 for c in inside if c[3] == 503),
             "request_seconds": round(sum(c[1] for c in inside), 4),
             "operations": dict(sorted(ops.items(), key=lambda kv: -kv[1]["seconds"])),
         }
@@ -123,10 +126,21 @@ def breakdown_markdown(name: str, b: dict[str, Any]) -> list[str]:
     return lines
 
 
-def creating_s(run: dict[str, Any]) -> float | None:
-    """How long a run spent creating its flow runs before any agent started (None: unknown)."""
+def creating(run: dict[str, Any], key: str = "creating") -> dict[str, Any]:
+    """`{key}_s`: how long a run spent creating its flow runs before any agent started;
+    `{key}_503`: how many of its requests meanwhile were answered 503 (None: no such window)."""
     split = split_wall(run)
-    return None if split is None else float(split["creating"]["seconds"])
+    window = split["creating"] if split else {"seconds": None, "http_503": None}
+    return {f"{key}_s": window["seconds"], f"{key}_503": window["http_503"]}
+
+
+def _locked(answered_503: int | None) -> str:
+    if not answered_503:
+        return ""
+    return (
+        f', {answered_503} of its requests answered 503 ("database is locked") and retried '
+        "after Prefect's client back-off of 2 s or more"
+    )
 
 
 def in_the_way(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -149,6 +163,7 @@ def in_the_way(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
                     f"creating the build's flow run and its phase subflows one after another "
                     f"before any agent starts (Prefect's `POST /flow_runs/`, `set_state` and "
                     f"`POST /task_runs/` per run): {created:.2f} s at {worst['roles']} roles"
+                    + _locked(worst.get("creating_503"))
                 ),
                 "cost": round(created / cp, 3),
                 "without": round((worst["agentmill_s"] - created) / cp, 3),
@@ -182,6 +197,7 @@ def in_the_way(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 f"creating the build's flow run and its phase subflows one after another: "
                 f"{created:.2f} s of the {row['cached_rerun_s']:.2f} s rerun (every agent is "
                 f"a cached task run; no model request)"
+                + _locked(row.get("cached_rerun_creating_503"))
             ),
             "cost": round(created / first, 3),
             "without": round((row["cached_rerun_s"] - created) / first, 3),

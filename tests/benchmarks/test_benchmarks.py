@@ -192,6 +192,8 @@ def test_a_build_makes_its_prefect_requests_per_phase_not_per_agent(
         assert api.get("PATCH /artifacts/{id}", {"count": 0})["count"] < r["roles"], name
         split = server["zero_latency_breakdown"]
         assert split["agentmill"]["flow_runs"] == split["floor"]["flow_runs"] == phases + 1
+        # The agent code alone is the headline's baseline, measured after embedded's runs.
+        assert split["agent_code_alone_s"] == r["zero_latency"]["asyncio_dataflow_s"], name
         # Every run exists before the first agent starts; none is created while agents run.
         created = split["agentmill"]["creating"]["operations"]["POST /flow_runs/"]
         assert created["count"] >= phases + 1, name
@@ -245,6 +247,7 @@ def test_the_zero_latency_wall_splits_where_the_last_run_starts_and_the_build_en
     assert split is not None and split["flow_runs"] == 3
     assert split["creating"]["seconds"] == pytest.approx(2.25)
     assert split["creating"]["requests"] == 7
+    assert (split["creating"]["http_503"], split["running"]["http_503"]) == (1, 0)
     assert split["creating"]["operations"][create]["count"] == 4
     assert split["running"]["seconds"] == pytest.approx(0.55)
     assert split["running"]["operations"][state]["count"] == 2
@@ -262,7 +265,7 @@ def test_each_missed_goal_names_what_stands_in_its_way_and_the_figure_without_it
         "wall_over_critical": 1.25,
         "scaling": [  # the worst ratio is at 40 roles: its own creation window is priced
             {"roles": 40, "agentmill_s": 13.0, "critical_path_s": 10.0, "creating_s": 1.5,
-             "wall_over_critical": 1.3},
+             "creating_503": 1, "wall_over_critical": 1.3},
             {"roles": 20, "agentmill_s": 7.0, "critical_path_s": 6.0, "creating_s": 0.9,
              "wall_over_critical": 1.167},
         ],
@@ -284,12 +287,13 @@ def test_each_missed_goal_names_what_stands_in_its_way_and_the_figure_without_it
     way = in_the_way(row)
     wall = way["wall_vs_critical_path"]
     assert (wall["cost"], wall["without"]) == (0.15, 1.15)
-    assert "1.50 s at 40 roles" in wall["what"]
+    assert "1.50 s at 40 roles, 1 of its requests answered 503" in wall["what"]
     per_agent = way["overhead_ms_per_task"]
     assert (per_agent["cost"], per_agent["without"]) == (50.0, 50.0)
     assert "30.0 of it creating the runs" in per_agent["what"]
     assert "adds 30.0 ms" in per_agent["what"] and "agentmill 20.0 ms" in per_agent["what"]
     cached = way["cached_rerun_share_of_first"]
     assert (cached["cost"], cached["without"]) == (0.1, 0.05)
+    assert "503" not in cached["what"]  # none was answered 503 in the cached rerun's creation
     row["targets"] = {key: {"met": True} for key in row["targets"]}
     assert in_the_way(row) == {}  # nothing stands in the way of a goal that is met
