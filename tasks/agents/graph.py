@@ -166,6 +166,19 @@ class AgentGraph:
         for role_id in role_ids:
             self._futures[role_id] = loop.create_future()
 
+    def abandon(self, node_id: str, error: str) -> bool:
+        """Fail a node that will never run (its phase's subflow ended before running it).
+
+        Its dependants then fail at once, as for an agent that failed, instead of
+        waiting for an output that cannot come. Returns whether the node was
+        still pending; a node that ran, or is running, is left alone.
+        """
+        future = self._futures[node_id]
+        if future.done():
+            return False
+        self._fail(future, AgentError(f"agent {node_id}: {error}"))
+        return True
+
     def output(self, role_id: str) -> AgentOutput | None:
         future = self._futures.get(role_id)
         if future is None or not future.done() or future.exception() is not None:

@@ -160,10 +160,18 @@ class Build(GraphHooks):
         """
         runs: list[asyncio.Task[T]] = []
         self._all_running.clear()
+
+        async def started(phase: Phase) -> T:
+            try:
+                return await start(phase)
+            except Exception as exc:
+                self.abandon_phase(phase.name, exc)
+                raise
+
         try:
             async with self.progress.held():
                 for phase in phases:
-                    run = asyncio.ensure_future(start(phase))
+                    run = asyncio.ensure_future(started(phase))
                     runs.append(run)
                     self._subflows[phase.name] = run
                     running = asyncio.ensure_future(self._phase_running[phase.name].wait())
@@ -175,6 +183,26 @@ class Build(GraphHooks):
             return await asyncio.gather(*runs, return_exceptions=True)
         finally:
             self._subflows.clear()
+
+    def abandon_phase(self, phase: str, exc: BaseException) -> None:
+        """A phase subflow ended with its agents still pending: fail them, and its commit.
+
+        Prefect raises from the subflow call when it cannot create the run (on
+        a busy SQLite server, the parent's task run met "database is locked"
+        past the client's five retries). The phase's agents then never start,
+        so every agent of a later phase reading them, and the next phase's
+        commit (which waits for this one's), would wait forever: the build hung.
+        Failing them lets the build end, saying why; what had finished stays.
+        """
+        why = f"not run: phase {phase}'s subflow failed ({str(exc) or type(exc).__name__})"
+        for node in [*self._roles_of(phase), checks_id(phase)]:
+            if self.graph.abandon(node, why) and node in self.manifest.agents:
+                self.skipped(node, why)
+        done = self._phase_done[phase]
+        if not done.done():
+            self.manifest.phases.setdefault(phase, PhaseEntry()).status = "failed"
+            self.store.save_manifest(self.manifest)
+            done.set_result(False)
 
     def restart_phase(self, phase: str) -> None:
         """Make a committed phase runnable again (the approval gate sent it back)."""

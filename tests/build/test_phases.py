@@ -16,8 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 from uuid import UUID, uuid4
 
+import pytest
+
 from blocks.team import default_team
-from tasks.build.phases import Build
+from tasks.agents.errors import UpstreamFailed
+from tasks.build.phases import Build, PhaseFailed
 from tasks.build.planning import Phase, plan_phases
 from tasks.build.progress import Progress
 from tasks.build.store import Manifest, Store
@@ -144,6 +147,17 @@ async def test_a_subflow_that_fails_to_start_does_not_hold_the_others(tmp_path: 
     ]
     assert str(outcomes[2]) == f"could not create phase-{names[2]}"
     assert subflows.index("agents", names[0]) > subflows.index("created", names[-1])
+    # Its agents will never run: an agent reading one fails at once instead of waiting
+    # forever, and so does the next phase's commit, which waits for this phase's.
+    failed = build.plan.phases[2]
+    reader = next(r for p in build.plan.phases[3:] for r in p.roles
+                  if set(build.plan.role_deps(r)) & set(failed.roles))  # fmt: skip
+    with pytest.raises(UpstreamFailed):
+        await asyncio.wait_for(build.run_role(reader), 1.0)
+    assert build.manifest.agents[failed.roles[0]].status == "skipped"
+    assert "could not create phase-" in (build.manifest.agents[failed.roles[0]].error or "")
+    with pytest.raises(PhaseFailed, match="an earlier phase failed"):
+        await asyncio.wait_for(build.finish_phase(names[3], []), 1.0)
 
 
 async def test_a_phase_that_runs_alone_does_not_wait(tmp_path: Path) -> None:

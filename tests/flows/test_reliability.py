@@ -529,3 +529,53 @@ def test_two_agents_writing_one_path_is_a_conflict_naming_both(
         "write path, two agents of one phase on one path: conflicts tried: 1, "
         "refused at the merge naming both agents: 1, escaped: 0",
     )
+
+
+@pytest.mark.timeout(300)
+def test_a_phase_subflow_prefect_cannot_create_fails_the_build_instead_of_hanging(
+    api: FakeMessagesAPI, tmp_path: Path, unique_idea: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a busy SQLite server, creating a subflow's parent task run can meet "database is
+    locked" past the Prefect client's five retries; the subflow call then raises and the
+    phase's agents never start. Seen in the fleet benchmark: the agents of later phases,
+    which read them, waited forever, and so did the build. Now the build ends, saying why."""
+    import httpx
+    from prefect.client.orchestration import PrefectClient
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    create = PrefectClient.create_task_run
+    subflows = 0
+
+    async def create_task_run(self: PrefectClient, task: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal subflows
+        if task.name == "run_phase":  # the task run standing for a subflow in its parent
+            subflows += 1
+            if subflows == 2:  # architecture's: the phases are created one after another
+                request = httpx.Request("POST", "http://127.0.0.1/api/task_runs/")
+                response = httpx.Response(503, request=request, json={"exception_message":
+                                          "Service Unavailable"})  # fmt: skip
+                raise PrefectHTTPStatusError.from_httpx_error(
+                    httpx.HTTPStatusError("503 Service Unavailable", request=request,
+                                          response=response)
+                )  # fmt: skip
+        return await create(self, task, *args, **kwargs)
+
+    monkeypatch.setattr(PrefectClient, "create_task_run", create_task_run)
+    workdir = tmp_path / "app"
+    plan = plan_phases(default_team())
+    with pytest.raises(RuntimeError, match=r"build failed .* First error: .*503"):
+        build_app(idea=unique_idea, workdir=str(workdir))
+    planning, architecture = plan.phases[0], plan.phases[1]
+    assert set(api.requests_by_role()) == set(planning.roles)  # nothing after it started
+    assert git(workdir, "log", "--format=%s").splitlines() == [
+        f"agentmill: planning phase ({len(planning.roles)} agents)"
+    ]
+    manifest = json.loads((workdir / STORE_DIR / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+    assert manifest["phases"][architecture.name]["status"] == "failed"
+    for role in architecture.roles:
+        entry = manifest["agents"][role]
+        assert entry["status"] == "skipped", role
+        assert f"phase {architecture.name}'s subflow failed" in entry["error"], role
+    later = [r for p in plan.phases[2:] for r in p.roles]
+    assert {manifest["agents"][r]["status"] for r in later} == {"skipped"}
