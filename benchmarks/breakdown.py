@@ -158,16 +158,14 @@ def in_the_way(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
         worst = max(groups, key=lambda g: g.get("wall_over_critical") or 0.0)
         created, cp = worst.get("creating_s"), worst.get("critical_path_s")
         if created is not None and cp:
-            out["wall_vs_critical_path"] = {
-                "what": (
-                    f"creating the build's flow run and its phase subflows one after another "
-                    f"before any agent starts (Prefect's `POST /flow_runs/`, `set_state` and "
-                    f"`POST /task_runs/` per run): {created:.2f} s at {worst['roles']} roles"
-                    + _locked(worst.get("creating_503"))
-                ),
-                "cost": round(created / cp, 3),
-                "without": round((worst["agentmill_s"] - created) / cp, 3),
-            }
+            out["wall_vs_critical_path"] = _creation(
+                created,
+                worst.get("creating_503"),
+                worst["agentmill_s"],
+                cp,
+                " before any agent starts (Prefect's `POST /flow_runs/`, `set_state` and "
+                f"`POST /task_runs/` per run): {created:.2f} s at {worst['roles']} roles",
+            )
     b = row.get("zero_latency_breakdown")
     if targets.get("overhead_ms_per_task", {}).get("met") is False and b:
         n, floor_ms = b["agents"], row["floor_ms_per_task"]
@@ -191,15 +189,25 @@ def in_the_way(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
         }
     created = row.get("cached_rerun_creating_s")
     if targets.get("cached_rerun_share_of_first", {}).get("met") is False and created:
-        first = row["agentmill_s"]
-        out["cached_rerun_share_of_first"] = {
-            "what": (
-                f"creating the build's flow run and its phase subflows one after another: "
-                f"{created:.2f} s of the {row['cached_rerun_s']:.2f} s rerun (every agent is "
-                f"a cached task run; no model request)"
-                + _locked(row.get("cached_rerun_creating_503"))
-            ),
-            "cost": round(created / first, 3),
-            "without": round((row["cached_rerun_s"] - created) / first, 3),
-        }
+        out["cached_rerun_share_of_first"] = _creation(
+            created,
+            row.get("cached_rerun_creating_503"),
+            row["cached_rerun_s"],
+            row["agentmill_s"],
+            f": {created:.2f} s of the {row['cached_rerun_s']:.2f} s rerun (every agent is a "
+            "cached task run; no model request)",
+        )
     return out
+
+
+def _creation(
+    created: float, answered_503: int | None, wall: float, per: float, where: str
+) -> dict[str, Any]:
+    """The creation window as what stands in the way of a figure that is `wall / per`."""
+    return {
+        "what": "creating the build's flow run and its phase subflows one after another"
+        + where
+        + _locked(answered_503),
+        "cost": round(created / per, 3),
+        "without": round((wall - created) / per, 3),
+    }
