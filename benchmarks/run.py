@@ -421,15 +421,14 @@ def summarise_server(
         row["start_to_summary_fresh_db_s"] = _cli_median(fresh, "start_to_summary_s")
         row["cli_runs_fresh_db"] = fresh
     row["targets"] = _server_targets(row)
-    price_obstacles(bench, name, row)
     return row
 
 
 def price_obstacles(bench: Bench, name: str, row: dict[str, Any]) -> None:
     """Where the row's zero-latency seconds go, and what stands in the way of each goal missed.
 
-    The agent code alone is a baseline of the headline server's groups; a server
-    measured before it gets it when this runs again once every server has run.
+    Run once every server has run: the agent code alone is a baseline of the
+    headline server's groups, which a server measured before it does not have yet.
     """
     runs = bench.groups[f"{name}-main"]["runs"]
     headline = bench.groups.get(f"{bench.options.headline}-main", {}).get("runs", {})
@@ -635,7 +634,7 @@ def run_benchmark(out: Path, options: Options) -> dict[str, Any]:
         with BenchMessagesAPI() as api:
             bench = Bench(api, scratch, options)
             servers = {name: measure_server(bench, name) for name in options.configs}
-        for name, row in servers.items():  # now the headline's baselines exist for every row
+        for name, row in servers.items():
             if not row.get("not_measured"):
                 price_obstacles(bench, name, row)
         results = summarise(bench, servers)
